@@ -1,0 +1,192 @@
+"""Settings: the one place the environment is read.
+
+Every setting has an environment variable and help text (``brightrun config`` prints them, the README
+table is generated from the same fields). A bad value raises :class:`~backend.errors.ConfigError` naming
+the variable.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend.errors import ConfigError
+
+SUPPORTED_DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+SUPPORTED_STORAGE_SCHEMES = ("file", "s3")
+TINY_MODEL_ID = "brightrun/tiny-llama"
+
+# field name -> environment variable
+ENV_VARS: dict[str, str] = {
+    "home": "BRIGHTRUN_HOME",
+    "database_url": "BRIGHTRUN_DATABASE_URL",
+    "storage_url": "BRIGHTRUN_STORAGE_URL",
+    "s3_endpoint": "BRIGHTRUN_S3_ENDPOINT",
+    "s3_access_key": "BRIGHTRUN_S3_ACCESS_KEY",
+    "s3_secret_key": "BRIGHTRUN_S3_SECRET_KEY",
+    "s3_region": "BRIGHTRUN_S3_REGION",
+    "s3_secure": "BRIGHTRUN_S3_SECURE",
+    "s3_cert_check": "BRIGHTRUN_S3_CERT_CHECK",
+    "ray_address": "RAY_ADDRESS",
+    "ray_dashboard_port": "BRIGHTRUN_RAY_DASHBOARD_PORT",
+    "auth": "BRIGHTRUN_AUTH",
+    "default_base_model": "BRIGHTRUN_DEFAULT_BASE_MODEL",
+    "secret_key": "BRIGHTRUN_SECRET_KEY",
+}
+SECRET_FIELDS = {"s3_secret_key", "secret_key"}
+
+
+class Settings(BaseModel):
+    """Effective settings of the product (frozen)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(description="Folder for the embedded database, local objects, the local Ray "
+                                   "head and the tiny base model. Default ~/.brightrun.")
+    database_url: str = Field(description="SQLAlchemy URL of the metadata database: sqlite:///PATH "
+                                          "(default $BRIGHTRUN_HOME/brightrun.db) or "
+                                          "postgresql+psycopg://USER:PASS@HOST:PORT/DB.")
+    storage_url: str = Field(description="Object store for datasets, checkpoints and adapters: "
+                                         "file:///PATH (default $BRIGHTRUN_HOME/objects) or s3://BUCKET "
+                                         "(MinIO or any S3 server; see the BRIGHTRUN_S3_* settings).")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint for s3:// storage, e.g. "
+                                                      "http://minio:9000 (scheme decides TLS).")
+    s3_access_key: str | None = Field(None, description="S3 access key.")
+    s3_secret_key: str | None = Field(None, description="S3 secret key (masked in `brightrun config`).")
+    s3_region: str = Field("us-east-1", description="S3 region name used for signing.")
+    s3_secure: bool | None = Field(None, description="Use TLS to reach the S3 endpoint; default: "
+                                                     "from the endpoint's scheme (https → true).")
+    s3_cert_check: bool = Field(True, description="Verify the S3 server's TLS certificate.")
+    ray_address: str | None = Field(None, description="Ray cluster to run jobs on (e.g. "
+                                                      "http://ray-head:8265). Unset: a local Ray head "
+                                                      "is started on demand under $BRIGHTRUN_HOME/ray.")
+    ray_dashboard_port: int = Field(8265, description="Dashboard (Job API) port of the local Ray head "
+                                                      "started when RAY_ADDRESS is unset.")
+    auth: Literal["none", "password"] = Field("none", description="none: one local user, no login. "
+                                                                 "password: users with passwords "
+                                                                 "and roles (team mode).")
+    default_base_model: str = Field(TINY_MODEL_ID, description="Base model preselected for new jobs: "
+                                                               "a Hugging Face id or local path present "
+                                                               "on the machine; brightrun/tiny-llama is "
+                                                               "built offline.")
+    secret_key: str | None = Field(None, description="Secret used to sign local download links and "
+                                                     "dashboard sessions; generated into "
+                                                     "$BRIGHTRUN_HOME when unset.")
+
+    # ----- derived -------------------------------------------------------------------------------
+    @property
+    def db_is_local(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def storage_is_local(self) -> bool:
+        return self.storage_url.startswith("file:")
+
+    def env(self) -> dict[str, str]:
+        """The settings as environment variables (handed to Ray jobs so they use the same stores)."""
+        out: dict[str, str] = {}
+        for name, var in ENV_VARS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            out[var] = str(value)
+        return out
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, value with secrets masked, help) for every setting."""
+        rows = []
+        for name, var in ENV_VARS.items():
+            value = getattr(self, name)
+            shown = "" if value is None else str(value)
+            if name in SECRET_FIELDS and value:
+                shown = "****"
+            shown = _mask_url_password(shown)
+            rows.append((var, shown, Settings.model_fields[name].description or ""))
+        return rows
+
+
+def _mask_url_password(value: str) -> str:
+    if "://" not in value or "@" not in value:
+        return value
+    parsed = urlparse(value)
+    if parsed.password:
+        return value.replace(f":{parsed.password}@", ":****@", 1)
+    return value
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var}={raw!r} is not a boolean; use true or false")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``).
+
+    Raises ConfigError naming the variable for any bad value (unknown URL scheme, bad number, ...).
+    """
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("BRIGHTRUN_HOME") or "~/.brightrun").expanduser().resolve()
+    values: dict[str, object] = {"home": home}
+    values["database_url"] = env.get("BRIGHTRUN_DATABASE_URL") or f"sqlite:///{home / 'brightrun.db'}"
+    values["storage_url"] = env.get("BRIGHTRUN_STORAGE_URL") or f"file://{home / 'objects'}"
+    for name, var in ENV_VARS.items():
+        if name in values or var not in env or env[var] == "":
+            continue
+        raw = env[var]
+        if name in ("s3_secure", "s3_cert_check"):
+            values[name] = _parse_bool(var, raw)
+        elif name == "ray_dashboard_port":
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ConfigError(f"{var}={raw!r} is not a port number (1-65535)")
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    _check_urls(values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        var = ENV_VARS.get(field, field)
+        raise ConfigError(f"{var}: {err['msg']}") from None
+
+
+def _check_urls(values: dict[str, object]) -> None:
+    db = str(values["database_url"])
+    scheme = db.split(":", 1)[0]
+    if "://" not in db or scheme not in SUPPORTED_DB_SCHEMES:
+        raise ConfigError(f"BRIGHTRUN_DATABASE_URL={db!r} has an unsupported scheme {scheme!r}; "
+                          f"supported: sqlite:///PATH, postgresql+psycopg://USER:PASS@HOST/DB")
+    st = str(values["storage_url"])
+    sscheme = st.split(":", 1)[0]
+    if "://" not in st or sscheme not in SUPPORTED_STORAGE_SCHEMES:
+        raise ConfigError(f"BRIGHTRUN_STORAGE_URL={st!r} has an unsupported scheme {sscheme!r}; "
+                          f"supported: file:///PATH, s3://BUCKET")
+    if sscheme == "s3":
+        if not urlparse(st).netloc:
+            raise ConfigError(f"BRIGHTRUN_STORAGE_URL={st!r} names no bucket; use s3://BUCKET")
+        if not values.get("s3_endpoint"):
+            raise ConfigError("BRIGHTRUN_S3_ENDPOINT is required when BRIGHTRUN_STORAGE_URL is s3://…")
+    auth = values.get("auth")
+    if auth is not None and auth not in ("none", "password"):
+        raise ConfigError(f"BRIGHTRUN_AUTH={auth!r} is not one of: none, password")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests call :func:`reset_settings` after changing env."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

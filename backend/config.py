@@ -36,8 +36,10 @@ ENV_VARS: dict[str, str] = {
     "auth": "BRIGHTRUN_AUTH",
     "default_base_model": "BRIGHTRUN_DEFAULT_BASE_MODEL",
     "secret_key": "BRIGHTRUN_SECRET_KEY",
+    "user": "BRIGHTRUN_USER",
+    "password": "BRIGHTRUN_PASSWORD",
 }
-SECRET_FIELDS = {"s3_secret_key", "secret_key"}
+SECRET_FIELDS = {"s3_secret_key", "secret_key", "password"}
 
 
 class Settings(BaseModel):
@@ -76,6 +78,10 @@ class Settings(BaseModel):
     secret_key: str | None = Field(None, description="Secret used to sign local download links and "
                                                      "dashboard sessions; generated into "
                                                      "$BRIGHTRUN_HOME when unset.")
+    user: str | None = Field(None, description="Password mode, CLI: e-mail of the user the command "
+                                               "acts as (or pass --user).")
+    password: str | None = Field(None, description="Password mode, CLI: that user's password "
+                                                   "(asked for when unset and a terminal is attached).")
 
     # ----- derived -------------------------------------------------------------------------------
     @property
@@ -91,7 +97,7 @@ class Settings(BaseModel):
         out: dict[str, str] = {}
         for name, var in ENV_VARS.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or name in ("user", "password"):
                 continue
             if isinstance(value, bool):
                 value = "true" if value else "false"

@@ -1,0 +1,72 @@
+"""`brightrun models list|show|download`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from backend.cli.common import actor, console, print_json, table
+
+
+def register(sub) -> None:
+    models = sub.add_parser("models", help="trained adapters").add_subparsers(
+        dest="models_cmd", required=True)
+    p = models.add_parser("list")
+    p.add_argument("--sort", default="created_at", choices=["created_at", "quality", "name"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = models.add_parser("show")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = models.add_parser("download", help="download every file of the adapter into a folder")
+    p.add_argument("id")
+    p.add_argument("--out", required=True)
+    p.add_argument("--urls", action="store_true", help="print expiring download URLs instead")
+    p.set_defaults(func=cmd_download)
+
+
+def cmd_list(args) -> int:
+    from backend.models import list_models
+
+    page = list_models(actor(args), sort=args.sort, per_page=200)
+    if args.json:
+        print_json([m.to_json() for m in page.items])
+        return 0
+    table(f"Models ({page.total})", ["id", "name", "version", "status", "val loss", "rating",
+                                     "created"],
+          [(m.id, m.name, m.version, m.status, m.quality_metrics.get("final_validation_loss"),
+            m.quality_metrics.get("convergence_quality"), m.created_at.strftime("%Y-%m-%d %H:%M"))
+           for m in page.items])
+    return 0
+
+
+def cmd_show(args) -> int:
+    from backend.models import get_model, lineage
+
+    who = actor(args)
+    m = get_model(who, args.id)
+    if args.json:
+        print_json(m.to_json() | {"lineage": lineage(who, args.id)})
+        return 0
+    console.print(f"[bold]{m.name}[/bold] {m.version} ({m.id}) — {m.status}, base {m.base_model}")
+    console.print(f"  quality {m.quality_metrics}", markup=False, highlight=False)
+    console.print(f"  summary {m.training_summary}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from backend.models import download_urls, model_files, open_file
+
+    who = actor(args)
+    if args.urls:
+        for f in download_urls(who, args.id):
+            console.print(f"{f['name']}: {f['url']}", markup=False, highlight=False)
+        return 0
+    out = Path(args.out)
+    for f in model_files(who, args.id):
+        dest = out / f["name"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open_file(who, args.id, f["name"]) as src, open(dest, "wb") as fh:
+            while chunk := src.read(1 << 20):
+                fh.write(chunk)
+        console.print(f"{dest} ({f['size']:,} bytes)")
+    return 0

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "password from BRIGHTRUN_PASSWORD)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     admin.register(sub)
+    admin.register_ray(sub)
     datasets.register(sub)
     jobs.register(sub)
     models.register(sub)

@@ -167,3 +167,39 @@ def cmd_costs_summary(args) -> int:
     table("By type", ["type", "amount"], [(k, money(v)) for k, v in s.by_type.items()])
     table("By job", ["job", "amount"], [(j["job"], money(j["amount"])) for j in s.by_job])
     return 0
+
+
+def register_ray(sub) -> None:
+    ray = sub.add_parser("ray", help="the local Ray head (when RAY_ADDRESS is unset)").add_subparsers(
+        dest="ray_cmd", required=True)
+    ray.add_parser("start", help="start (or reuse) the local Ray head").set_defaults(func=cmd_ray_start)
+    ray.add_parser("stop", help="stop the local Ray head this product started").set_defaults(
+        func=cmd_ray_stop)
+    ray.add_parser("status", help="where jobs run").set_defaults(func=cmd_ray_status)
+
+
+def cmd_ray_start(args) -> int:
+    from backend.ray_gateway import get_gateway
+
+    gw = get_gateway()
+    if gw.is_remote:
+        console.print(f"using the Ray cluster at {gw.address}")
+        return 0
+    head = gw.ensure_local_head()
+    console.print(f"local Ray head up: {head.address} (pid {head.pid})")
+    return 0
+
+
+def cmd_ray_stop(args) -> int:
+    from backend.ray_gateway import get_gateway
+
+    console.print("stopped" if get_gateway().stop_local_head() else "no local head was running")
+    return 0
+
+
+def cmd_ray_status(args) -> int:
+    from backend.ray_gateway import get_gateway
+
+    gw = get_gateway()
+    console.print(f"Ray Job API: {gw.address} ({'remote' if gw.is_remote else 'local'})")
+    return 0

@@ -273,5 +273,5 @@ def _storage_cost(s, row: TrainingJob, artifacts: dict) -> None:
         price = 0.023
     size = sum(int(v) for v in (artifacts.get("file_sizes") or {}).values())
     gb = size / 1e9
-    add_cost(s, row.user_id, "storage", round(gb * price, 6), job_id=row.id,
+    add_cost(s, row.user_id, "storage", gb * price, job_id=row.id,
              details={"storage_gb": gb, "unit_cost": price, "description": "adapter, first month"})

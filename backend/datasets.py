@@ -25,6 +25,13 @@ SORTS = {"created_at": Dataset.created_at, "name": Dataset.name, "file_size": Da
          "total_tokens": Dataset.total_tokens, "status": Dataset.status}
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".txt")
 MAX_PAGE_UPLOAD_BYTES = 500 * 1024 * 1024
+MISSING_GRACE_S = 60.0  # a job Ray does not know yet right after submission is not "vanished"
+
+
+def _age_s(ts) -> float:
+    from datetime import timezone
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return (utcnow() - ts).total_seconds()
 
 
 def _check_meta(name: str, description: str | None, fmt: str | None) -> str:
@@ -290,15 +297,17 @@ def reconcile_validations() -> int:
     from backend.ray_gateway import get_gateway
 
     with session_scope() as s:
-        pending = [(r.id, r.external_job_id) for r in s.scalars(
+        pending = [(r.id, r.external_job_id, r.updated_at) for r in s.scalars(
             select(Dataset).where(Dataset.status == "validating",
                                   Dataset.external_job_id.is_not(None)))]
     fixed = 0
-    for dataset_id, sub in pending:
+    for dataset_id, sub, updated in pending:
         try:
             st = get_gateway().status(sub)
         except BrightRunError:
             continue
+        if st == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
+            continue  # just submitted: Ray may not list it yet
         if st in ("FAILED", "STOPPED", "MISSING", "SUCCEEDED"):
             before = fixed
             _finish_error(dataset_id, f"the validation job ended ({st}) without a result")

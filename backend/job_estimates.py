@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from backend.access import check_owner
-from backend.catalogs import _hardware, get_hardware, resolve_model
+from backend.catalogs import get_hardware, resolve_model
+from backend.catalogs import storage_price_per_gb_month  # noqa: F401 (re-exported)
 from backend.costs import spend_this_month
 from backend.db.models import Dataset, ModelArtifact, TrainingJob, User
 from backend.db.session import session_scope
@@ -16,10 +17,6 @@ from backend.estimation import (CalibrationSample, DatasetStatsInput, LengthPerc
                                 budget_check, estimate)
 from backend.schemas import UserInfo
 from backend.training_config import TrainingConfig, apply_overrides, from_preset
-
-
-def storage_price_per_gb_month() -> float:
-    return _hardware().pricing.storage_per_gb_month
 
 
 def build_config(preset_id: str, *, base_model: str | None = None,

@@ -11,6 +11,7 @@ from backend.access import check_owner, scope
 from backend.config import get_settings
 from backend.db.models import (Checkpoint, Dataset, JobLog, MetricsPoint, ModelArtifact,
                                TrainingJob, utcnow)
+from backend.datasets import MISSING_GRACE_S, _age_s
 from backend.db.session import session_scope
 from backend.errors import BrightRunError, BudgetExceeded, InvalidInput, NotFound
 from backend.job_estimates import build_config, estimate_for_dataset
@@ -203,10 +204,11 @@ def reconcile() -> int:
     from backend.ray_gateway import get_gateway
 
     with session_scope() as s:
-        active = [(r.id, r.external_job_id) for r in s.scalars(select(TrainingJob).where(
-            TrainingJob.status.in_(states.JOB_ACTIVE), TrainingJob.external_job_id.is_not(None)))]
+        active = [(r.id, r.external_job_id, r.updated_at) for r in s.scalars(
+            select(TrainingJob).where(TrainingJob.status.in_(states.JOB_ACTIVE),
+                                      TrainingJob.external_job_id.is_not(None)))]
     changed = 0
-    for job_id, sub in active:
+    for job_id, sub, updated in active:
         try:
             info = get_gateway().info(sub)
         except BrightRunError as exc:
@@ -215,6 +217,8 @@ def reconcile() -> int:
         status = info.get("status")
         if status in ("PENDING", "RUNNING"):
             continue
+        if status == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
+            continue  # just submitted: Ray may not list it yet
         reason = _ray_reason(sub, info)
         if fail_job(job_id, reason):
             changed += 1

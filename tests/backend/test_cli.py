@@ -1,0 +1,57 @@
+"""CLI: users in password mode, login required, notifications and costs commands."""
+import json
+
+import pytest
+
+from backend.cli import main
+from backend.config import reset_settings
+
+
+@pytest.fixture
+def team(db, monkeypatch):
+    monkeypatch.setenv("BRIGHTRUN_AUTH", "password")
+    reset_settings()
+
+
+def test_users_create_list_budget(team, capsys, monkeypatch):
+    assert main(["users", "create", "admin@x.io", "--name", "Ada", "--role", "admin",
+                 "--password", "secret-pass"]) == 0
+    assert main(["users", "create", "bob@x.io", "--name", "Bob", "--password", "bob-pass-1"]) == 0
+    assert main(["users", "create", "bob@x.io", "--name", "Bob", "--password", "bob-pass-1"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    # no credentials: refused with a clear message
+    assert main(["users", "list"]) == 1
+    assert "--user" in capsys.readouterr().err
+    monkeypatch.setenv("BRIGHTRUN_PASSWORD", "wrong")
+    reset_settings()
+    assert main(["--user", "admin@x.io", "users", "list"]) == 1
+    assert "wrong e-mail or password" in capsys.readouterr().err
+    monkeypatch.setenv("BRIGHTRUN_PASSWORD", "secret-pass")
+    reset_settings()
+    capsys.readouterr()
+    assert main(["--user", "admin@x.io", "users", "set-budget", "bob@x.io", "250"]) == 0
+    capsys.readouterr()
+    assert main(["--user", "admin@x.io", "users", "list", "--json"]) == 0
+    users = {u["email"]: u for u in json.loads(capsys.readouterr().out)}
+    assert users["bob@x.io"]["monthly_budget"] == 250 and users["admin@x.io"]["role"] == "admin"
+    monkeypatch.setenv("BRIGHTRUN_PASSWORD", "bob-pass-1")
+    reset_settings()
+    assert main(["--user", "bob@x.io", "users", "set-budget", "admin@x.io", "1"]) == 1
+    assert "only admins" in capsys.readouterr().err
+
+
+def test_bad_password_and_role(team, capsys):
+    assert main(["users", "create", "c@x.io", "--name", "C", "--password", "short"]) == 1
+    assert "8 characters" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["users", "create", "c@x.io", "--name", "C", "--role", "god", "--password", "x" * 9])
+
+
+def test_notifications_and_costs_commands(db, capsys):
+    assert main(["notifications", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["notifications", "read", "--all"]) == 0
+    capsys.readouterr()
+    assert main(["costs", "summary", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["total"] == 0 and set(s["by_type"]) == {"compute", "storage", "data_transfer"}

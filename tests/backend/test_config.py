@@ -1,0 +1,78 @@
+"""Settings: defaults, every variable has help, bad values name their variable, secrets masked."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.config import ENV_VARS, Settings, load_settings
+from backend.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_embedded(tmp_path):
+    s = load_settings({"BRIGHTRUN_HOME": str(tmp_path)})
+    assert s.database_url == f"sqlite:///{tmp_path}/brightrun.db"
+    assert s.storage_url == f"file://{tmp_path}/objects"
+    assert s.ray_address is None and s.auth == "none"
+    assert s.db_is_local and s.storage_is_local
+
+
+def test_every_setting_has_help_and_is_in_readme():
+    readme = (ROOT / "README.md").read_text()
+    for name, var in ENV_VARS.items():
+        assert Settings.model_fields[name].description, name
+        assert f"`{var}`" in readme, var
+
+
+@pytest.mark.parametrize("env,var", [
+    ({"BRIGHTRUN_DATABASE_URL": "mysql://x/y"}, "BRIGHTRUN_DATABASE_URL"),
+    ({"BRIGHTRUN_STORAGE_URL": "ftp://bucket"}, "BRIGHTRUN_STORAGE_URL"),
+    ({"BRIGHTRUN_STORAGE_URL": "s3://bucket"}, "BRIGHTRUN_S3_ENDPOINT"),
+    ({"BRIGHTRUN_STORAGE_URL": "s3://"}, "BRIGHTRUN_STORAGE_URL"),
+    ({"BRIGHTRUN_AUTH": "ldap"}, "BRIGHTRUN_AUTH"),
+    ({"BRIGHTRUN_S3_SECURE": "maybe"}, "BRIGHTRUN_S3_SECURE"),
+    ({"BRIGHTRUN_RAY_DASHBOARD_PORT": "99999"}, "BRIGHTRUN_RAY_DASHBOARD_PORT"),
+])
+def test_bad_value_names_variable(tmp_path, env, var):
+    with pytest.raises(ConfigError) as err:
+        load_settings({"BRIGHTRUN_HOME": str(tmp_path), **env})
+    assert var in str(err.value)
+
+
+def test_secrets_masked_and_not_passed_to_jobs(tmp_path):
+    s = load_settings({"BRIGHTRUN_HOME": str(tmp_path), "BRIGHTRUN_STORAGE_URL": "s3://b",
+                       "BRIGHTRUN_S3_ENDPOINT": "http://h:9000", "BRIGHTRUN_S3_SECRET_KEY": "abc",
+                       "BRIGHTRUN_DATABASE_URL": "postgresql+psycopg://u:pw@h/db",
+                       "BRIGHTRUN_PASSWORD": "hunter22"})
+    shown = {var: value for var, value, _ in s.describe()}
+    assert shown["BRIGHTRUN_S3_SECRET_KEY"] == "****" and shown["BRIGHTRUN_PASSWORD"] == "****"
+    assert "pw" not in shown["BRIGHTRUN_DATABASE_URL"]
+    assert "BRIGHTRUN_PASSWORD" not in s.env() and s.env()["BRIGHTRUN_S3_SECRET_KEY"] == "abc"
+
+
+def _cli(*args, **env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("BRIGHTRUN_", "RAY_ADDRESS"))}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True,
+                          text=True, env=full, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"BRIGHTRUN_STORAGE_URL": "ftp://x"}, "BRIGHTRUN_STORAGE_URL"),
+    ({"BRIGHTRUN_DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:1/x"},
+     "Cannot reach the database"),
+])
+def test_cli_bad_settings_one_clear_line(tmp_path, env, needle):
+    r = _cli("datasets", "list", BRIGHTRUN_HOME=str(tmp_path), **env)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and "secret" not in r.stderr
+
+
+def test_cli_config_prints_masked(tmp_path):
+    r = _cli("config", "--json", BRIGHTRUN_HOME=str(tmp_path), BRIGHTRUN_S3_SECRET_KEY="zzz")
+    assert r.returncode == 0 and '"****"' in r.stdout and "zzz" not in r.stdout

@@ -1,0 +1,156 @@
+"""Shared dashboard widgets: literal text, status badges, error display, page paths, sidebar.
+
+Everything that shows text a user typed (dataset names, descriptions, notification messages,
+conversation content) goes through :func:`literal` so markdown and HTML in it are shown as typed.
+"""
+from __future__ import annotations
+
+import string
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import streamlit as st
+
+from backend.errors import BrightRunError
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES_DIR = ROOT / "pages"
+
+# status -> (badge colour, material icon)
+_BADGES = {
+    "uploading": ("blue", "upload"),
+    "validating": ("blue", "hourglass_top"),
+    "ready": ("green", "check_circle"),
+    "error": ("red", "error"),
+    "queued": ("gray", "schedule"),
+    "initializing": ("blue", "hourglass_top"),
+    "running": ("orange", "play_circle"),
+    "completed": ("green", "check_circle"),
+    "failed": ("red", "error"),
+    "cancelled": ("gray", "cancel"),
+    "stored": ("gray", "inventory_2"),
+    "deployed": ("green", "rocket_launch"),
+    "archived": ("gray", "archive"),
+    "low": ("gray", "info"),
+    "medium": ("blue", "info"),
+    "high": ("orange", "warning"),
+    "critical": ("red", "report"),
+}
+_ESCAPED = set(string.punctuation)
+FORMAT_LABELS = {"brightrun_lora_v4": "BrightRun v4", "brightrun_lora_v3": "BrightRun v3 (legacy)",
+                 "openai_chat": "OpenAI chat", "sharegpt": "ShareGPT", "alpaca": "Alpaca"}
+
+
+def literal(text: object) -> str:
+    """Markdown that displays ``text`` exactly as typed: every ASCII punctuation character is
+    backslash-escaped (no emphasis, links, HTML, LaTeX or ``:colour[...]`` directives), newlines
+    become hard line breaks and leading spaces are kept (no accidental code blocks)."""
+    if text is None:
+        return ""
+    lines = []
+    for line in str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        escaped = "".join("\\" + ch if ch in _ESCAPED else ch for ch in body)
+        lines.append("&nbsp;" * indent + escaped)
+    return "  \n".join(lines)
+
+
+def badge_markdown(status: str | None) -> str:
+    """A coloured badge for a status value (dataset, job, model, priority)."""
+    value = status or "unknown"
+    colour, icon = _BADGES.get(value, ("gray", "help"))
+    return f":{colour}-badge[:material/{icon}: {literal(value)}]"
+
+
+def format_label(fmt: str | None) -> str:
+    """People's name of a dataset format id ('brightrun_lora_v4' → 'BrightRun v4')."""
+    if not fmt:
+        return "—"
+    return FORMAT_LABELS.get(fmt, fmt)
+
+
+def status_badge(status: str | None) -> None:
+    st.markdown(badge_markdown(status))
+
+
+def show_error(exc: BrightRunError) -> None:
+    """A BrightRunError as a red box: the message, then what to do about it. Never a traceback."""
+    text = literal(exc.message)
+    if exc.hint:
+        text += "  \n" + literal(exc.hint)
+    st.error(text, icon=":material/error:")
+
+
+def show_warning(exc: BrightRunError) -> None:
+    """A BrightRunError that is expected in normal use (e.g. a Conflict) as a yellow box."""
+    text = literal(exc.message)
+    if exc.hint:
+        text += "  \n" + literal(exc.hint)
+    st.warning(text, icon=":material/warning:")
+
+
+@contextmanager
+def handled(*, warn: tuple[type[BrightRunError], ...] = ()) -> Iterator[None]:
+    """Run a block; a BrightRunError raised in it is shown (warning for ``warn`` types, else
+    error) instead of stopping the page."""
+    try:
+        yield
+    except warn as exc:
+        show_warning(exc)
+    except BrightRunError as exc:
+        show_error(exc)
+
+
+def page_path(name: str) -> str:
+    """Absolute path of a page file (what st.switch_page / st.page_link accept)."""
+    return str(PAGES_DIR / f"{name}.py")
+
+
+def fmt_int(value: int | float | None) -> str:
+    return "—" if value is None else f"{int(value):,}"
+
+
+def fmt_float(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_bytes(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GB"
+
+
+def fmt_time(when: datetime | None) -> str:
+    """A timestamp in the viewer's terms: 'just now', '5 min ago', or a UTC date-time."""
+    if when is None:
+        return "—"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = (datetime.now(timezone.utc) - when).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def sidebar_unread(actor, notifications_page) -> None:
+    """'Notifications (N unread)' link in the sidebar."""
+    from backend import notifications
+
+    try:
+        count = notifications.unread_count(actor)
+    except BrightRunError:
+        count = 0
+    st.sidebar.page_link(notifications_page, label=f"Notifications ({count} unread)",
+                         icon=":material/notifications:")

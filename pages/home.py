@@ -1,0 +1,110 @@
+"""Home: stats cards (datasets, active jobs, models, spend this month), recent datasets, active
+jobs and quick actions."""
+from __future__ import annotations
+
+import importlib
+
+import streamlit as st
+
+from app.auth import current_user
+from app.widgets import badge_markdown, fmt_int, fmt_time, handled, literal, page_path
+from backend import datasets as ds
+
+ACTIVE = ("queued", "initializing", "running")
+
+
+def _service(name: str):
+    """backend.<name> when that service exists in this build, else None."""
+    try:
+        return importlib.import_module(f"backend.{name}")
+    except ImportError:
+        return None
+
+
+def _active_jobs(actor) -> list:
+    """Queued, initializing and running jobs (none when this build has no jobs service)."""
+    jobs = _service("jobs")
+    if jobs is None or not hasattr(jobs, "list_jobs"):
+        return []
+    found = []
+    for status in ACTIVE:
+        found += jobs.list_jobs(actor, status=status, per_page=20).items
+    return found
+
+
+def _model_count(actor) -> int:
+    models = _service("models")
+    if models is None or not hasattr(models, "list_models"):
+        return 0
+    return models.list_models(actor, per_page=1).total
+
+
+def _spend(actor) -> float:
+    costs = _service("costs")
+    if costs is None or not hasattr(costs, "summary"):
+        return 0.0
+    return float(costs.summary(actor).total)
+
+
+def _cards(actor, active: list) -> None:
+    counts = ds.dataset_counts(actor)
+    c = st.columns(5)
+    c[0].metric("Datasets", counts["total"], help="All your datasets.")
+    c[1].metric("Ready datasets", counts["ready"], help="Validated and ready to train on.")
+    c[2].metric("Active jobs", len(active), help="Queued, initializing or running.")
+    c[3].metric("Models", _model_count(actor))
+    c[4].metric("Spend this month", f"${_spend(actor):,.2f}")
+
+
+def _quick_actions() -> None:
+    st.markdown("#### Quick actions")
+    c = st.columns(3)
+    c[0].page_link(page_path("datasets"), label="Upload dataset", icon=":material/upload:")
+    c[1].page_link(page_path("configure"), label="Configure training", icon=":material/tune:")
+    c[2].page_link(page_path("jobs"), label="View jobs", icon=":material/list_alt:")
+
+
+def _recent_datasets(actor) -> None:
+    st.markdown("#### Recent datasets")
+    recent = ds.list_datasets(actor, per_page=5).items
+    if not recent:
+        st.info("No datasets yet — upload one on the Datasets page.", icon=":material/dataset:")
+        return
+    for d in recent:
+        c = st.columns([3.4, 1.9, 1.4, 1.6], vertical_alignment="center")
+        c[0].page_link(page_path("datasets"), label=literal(d.name), query_params={"id": d.id})
+        c[1].markdown(badge_markdown(d.status))
+        c[2].markdown(f"{fmt_int(d.total_conversations)} conv.")
+        c[3].markdown(fmt_time(d.created_at))
+
+
+def _active_jobs_section(active: list) -> None:
+    st.markdown("#### Active jobs")
+    if not active:
+        st.info("No active training jobs — configure one from a ready dataset.",
+                icon=":material/model_training:")
+        return
+    for j in active:
+        c = st.columns([4, 1.4, 2], vertical_alignment="center")
+        c[0].page_link(page_path("monitor"), label=literal(j.name or j.id[:8]),
+                       query_params={"job_id": j.id})
+        c[1].markdown(badge_markdown(j.status))
+        c[2].progress(min(max(float(j.progress or 0) / 100.0, 0.0), 1.0))
+
+
+def main() -> None:
+    actor = current_user()
+    st.title("BrightRun LoRA Studio")
+    st.caption("Upload → validate → configure → train on Ray → monitor → collect the model.")
+    with handled():
+        active = _active_jobs(actor)
+        _cards(actor, active)
+        _quick_actions()
+        left, right = st.columns(2, gap="large")
+        with left:
+            _recent_datasets(actor)
+        with right:
+            _active_jobs_section(active)
+
+
+main()

@@ -33,13 +33,14 @@ ENV_VARS: dict[str, str] = {
     "s3_cert_check": "BRIGHTRUN_S3_CERT_CHECK",
     "ray_address": "RAY_ADDRESS",
     "ray_dashboard_port": "BRIGHTRUN_RAY_DASHBOARD_PORT",
+    "ray_auth_token": "RAY_AUTH_TOKEN",
     "auth": "BRIGHTRUN_AUTH",
     "default_base_model": "BRIGHTRUN_DEFAULT_BASE_MODEL",
     "secret_key": "BRIGHTRUN_SECRET_KEY",
     "user": "BRIGHTRUN_USER",
     "password": "BRIGHTRUN_PASSWORD",
 }
-SECRET_FIELDS = {"s3_secret_key", "secret_key", "password"}
+SECRET_FIELDS = {"s3_secret_key", "secret_key", "password", "ray_auth_token"}
 
 
 class Settings(BaseModel):
@@ -68,6 +69,9 @@ class Settings(BaseModel):
                                                       "is started on demand under $BRIGHTRUN_HOME/ray.")
     ray_dashboard_port: int = Field(8265, description="Dashboard (Job API) port of the local Ray head "
                                                       "started when RAY_ADDRESS is unset.")
+    ray_auth_token: str | None = Field(None, description="Token for a Ray cluster with token "
+                                                         "authentication (sent to its Job API); "
+                                                         "unset for clusters with auth disabled.")
     auth: Literal["none", "password"] = Field("none", description="none: one local user, no login. "
                                                                  "password: users with passwords "
                                                                  "and roles (team mode).")

@@ -233,7 +233,8 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                        "avg_throughput": result.get("avg_throughput"),
                        "truncated_conversations": result.get("truncated"),
                        "hardware": row.gpu_config.get("gpu_type"), "workers": workers,
-                       "model_params": result.get("model_params"),
+                       "model_params": result.get("model_params")
+                       or (row.estimate or {}).get("model_params"),
                        "total_cost": row.current_cost}
             count = s.scalar(select(func.count()).select_from(ModelArtifact).where(
                 ModelArtifact.user_id == row.user_id)) or 0

@@ -77,6 +77,7 @@ class DbSink:
         self.stage("saving")
         artifact_id = self.artifact_id or new_id()
         prefix = f"models/{artifact_id}/"
+        result = normalise_result(result)
         adapter_dir = Path(result["adapter_dir"])
         sizes = get_object_store().upload_dir(adapter_dir, prefix)
         tok = sum(v for k, v in sizes.items() if "token" in k or k.endswith("chat_template.jinja"))
@@ -105,3 +106,29 @@ def _size(sizes: dict[str, int], name: str) -> int:
         if k == name or k.endswith("/" + name):
             return v
     return 0
+
+
+def normalise_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Map the recipe's result keys (ray_jobs/lora_worker.py ``_result``) onto the names
+    ``job_progress.complete_job`` uses; keys already in that form are kept."""
+    history = result.get("train_loss_history") or []
+    counts = result.get("dataset") or {}
+    pick = {
+        "adapter_dir": result.get("adapter_dir") or result.get("output"),
+        "first_train_loss": result.get("first_train_loss")
+        or (history[0].get("training_loss") if history else None),
+        "final_train_loss": result.get("final_train_loss", result.get("final_training_loss")),
+        "final_val_loss": result.get("final_val_loss", result.get("final_validation_loss")),
+        "best_val_loss": result.get("best_val_loss", result.get("best_validation_loss")),
+        "best_epoch": result.get("best_epoch"),
+        "tokens_processed": result.get("tokens_processed",
+                                       result.get("total_tokens_processed")),
+        "duration_s": result.get("duration_s", result.get("duration_seconds")),
+        "avg_throughput": result.get("avg_throughput"),
+        "final_learning_rate": result.get("final_learning_rate"),
+        "total_steps": result.get("total_steps"),
+        "model_params": result.get("model_params"),
+        "truncated": result.get("truncated", counts.get("truncated") if isinstance(counts, dict)
+                                else None),
+    }
+    return {**result, **pick}

@@ -1,0 +1,492 @@
+"""The per-worker LoRA training loop run by Ray Train's ``TorchTrainer`` (one copy per worker).
+
+``train_loop_per_worker(loop_config)`` — keys of ``loop_config``:
+
+- ``config``: the hyperparameters, validated by :class:`TrainConfig` (the job's TrainingConfig
+  fields plus ``lr_scheduler`` and ``validation_seed``; unknown keys are an error);
+- ``dataset``: local path or ``file://`` URL of the JSONL dataset (every worker reads it);
+- ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
+- ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
+- ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
+- ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
+- ``metrics_every_steps`` / ``metrics_every_s``: how often buffered metric points are flushed;
+- ``fail_at_step``: fault injection for tests — the last rank raises after that step on a run's
+  first attempt (one that did not start from a checkpoint).
+
+Every worker encodes the whole dataset, builds the same length-grouped batches for the epoch and
+takes a disjoint round-robin share of them (padded so all workers run the same steps). The loss is
+the mean cross-entropy over the assistant tokens of the whole optimizer step across all workers and
+accumulation micro-batches. Rank 0 reports progress; all ranks call ``ray.train.report`` at the same
+steps (it is a barrier), only rank 0 attaches checkpoint files. Rank 0 returns the result dict.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from backend.errors import InvalidInput
+from backend.training_config import TrainingConfig
+from backend.training_data import (
+    IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
+    shard_batches)
+from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer_state.pt"
+RESULT_FILE = "training_result.json"
+
+
+class TrainConfig(TrainingConfig):
+    """The job's :class:`~backend.training_config.TrainingConfig` plus two recipe-only knobs.
+
+    Raises InvalidTrainingConfig (an InvalidInput) listing every bad value."""
+
+    lr_scheduler: Literal["linear", "cosine"] = Field(
+        "linear", description="Learning-rate decay after warmup, down to 0 at the last step.")
+    validation_seed: int = Field(
+        0, ge=0, description="Seed of the held-out split (formats.is_validation); 0 matches the "
+                             "split the dataset statistics report.")
+
+
+@dataclass
+class _Run:
+    """Everything one worker needs while training."""
+
+    cfg: TrainConfig
+    loop: dict[str, Any]
+    rank: int
+    world: int
+    sink: ProgressSink
+    tokenizer: Any = None
+    inner: Any = None  # the PEFT model
+    model: Any = None  # what prepare_model returned (DDP wrapper when world > 1)
+    optimizer: Any = None
+    scheduler: Any = None
+    device: Any = None
+    train: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    buffer: MetricBuffer | None = None
+    started: float = field(default_factory=time.monotonic)
+    train_started: float = 0.0
+    elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
+    start_step: int = 0
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+    """Train a LoRA adapter on this worker's share of the data (see module docstring).
+
+    Returns the result dict on rank 0 and None elsewhere. Raises InvalidInput for a bad config,
+    base model or dataset; any training error is logged to the sink by rank 0 and re-raised so
+    Ray can retry from the last checkpoint.
+    """
+    import ray.train
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    sink = make_sink(loop_config.get("sink")) if rank == 0 else NullSink()
+    run = _Run(cfg=TrainConfig(**loop_config.get("config", {})), loop=loop_config, rank=rank,
+               world=world, sink=sink)
+    try:
+        _setup(run)
+        _train(run)
+        return _finish(run)
+    except Exception as exc:
+        _log_failure(loop_config, sink, rank, exc)
+        raise
+
+
+def _log_failure(loop_config: dict[str, Any], sink: ProgressSink, rank: int, exc: Exception
+                 ) -> None:
+    """Record a worker's error in the job log (any rank: the failing one may not be rank 0)."""
+    try:
+        if rank != 0:
+            sink = make_sink(loop_config.get("sink"))
+        sink.log("error", f"worker {rank} failed: {type(exc).__name__}: {exc}",
+                 stack=traceback.format_exc())
+    except Exception:  # noqa: BLE001 - never hide the original error
+        pass
+
+
+# ----- setup -------------------------------------------------------------------------------------
+def _setup(run: _Run) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    from backend.base_models import resolve_base_model
+
+    cfg = run.cfg
+    run.sink.stage("initializing")
+    torch.manual_seed(cfg.seed)
+    path = resolve_base_model(cfg.base_model, run.loop.get("home"))
+    run.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if run.tokenizer.pad_token_id is None:
+        run.tokenizer.pad_token = run.tokenizer.eos_token
+    _load_data(run)
+    _load_model(run, path)
+    _build_optimizer(run)
+    _restore(run)
+    _reseed(run)
+    run.buffer = MetricBuffer(run.sink, int(run.loop.get("metrics_every_steps", 10)),
+                              float(run.loop.get("metrics_every_s", 5.0)))
+
+
+def _load_data(run: _Run) -> None:
+    cfg = run.cfg
+    train_convs, val_convs = load_split(run.loop["dataset"], cfg.validation_fraction,
+                                        cfg.validation_seed)
+    run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
+    run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
+    if not run.train:
+        raise InvalidInput("the training split has no usable conversation", code="empty_dataset")
+    batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
+    per_worker = -(-len(batches) // run.world)
+    run.steps_per_epoch = -(-per_worker // cfg.gradient_accumulation_steps)
+    run.total_steps = run.steps_per_epoch * cfg.num_epochs
+    run.counts = {"train_conversations": len(run.train), "validation_conversations": len(run.val),
+                  "truncated": counts["truncated"] + vcounts["truncated"],
+                  "dropped": counts["dropped"] + vcounts["dropped"],
+                  "train_tokens": counts["tokens"],
+                  "train_trained_tokens": counts["trained_tokens"],
+                  "padding_efficiency": round(padding_efficiency(run.train, batches), 4)}
+    run.sink.log("info", f"{len(run.train)} training and {len(run.val)} validation conversations; "
+                 f"{run.total_steps} steps on {run.world} worker(s)", **run.counts)
+    if not run.val:
+        run.sink.log("warning", "the validation split is empty: no validation loss will be "
+                     "reported (raise validation_fraction)")
+
+
+def _load_model(run: _Run, path: str) -> None:
+    import ray.train.torch
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    cfg = run.cfg
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    run.inner = get_peft_model(base, lora)
+    run.model = ray.train.torch.prepare_model(run.inner)
+    run.device = ray.train.torch.get_device()
+
+
+def _build_optimizer(run: _Run) -> None:
+    import torch
+
+    cfg = run.cfg
+    params = [p for p in run.inner.parameters() if p.requires_grad]
+    run.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warmup = cfg.warmup_steps
+    if warmup >= run.total_steps:
+        warmup = run.total_steps // 10
+        run.sink.log("warning", f"warmup_steps {cfg.warmup_steps} ≥ the run's {run.total_steps} "
+                     f"steps; warming up for {warmup} steps instead")
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        run.optimizer, lr_lambda(warmup, run.total_steps, cfg.lr_scheduler))
+    run.state = {"global_step": 0, "epoch": 0, "step_in_epoch": 0, "tokens_processed": 0,
+                 "best_validation_loss": None, "best_epoch": None, "epoch_loss_sum": 0.0,
+                 "epoch_trained_tokens": 0, "train_loss_history": [],
+                 "validation_loss_history": [], "elapsed_s": 0.0, "warmup_steps": warmup}
+
+
+def lr_lambda(warmup: int, total: int, kind: str):
+    """Multiplier of the peak learning rate at each step: linear warmup from ~0 over ``warmup``
+    steps, then linear or cosine decay to 0 at ``total``. Raises nothing."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        progress = min(1.0, progress)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+    return factor
+
+
+def _restore(run: _Run) -> None:
+    """Continue from ``ray.train.get_checkpoint()`` if Ray handed us one (retry or resume)."""
+    import ray.train
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as folder:
+        folder = Path(folder)
+        set_peft_model_state_dict(run.inner, load_file(str(folder / "adapter_model.safetensors"),
+                                                       device=str(run.device)))
+        saved = torch.load(folder / OPTIMIZER_STATE, map_location=run.device, weights_only=True)
+        run.optimizer.load_state_dict(saved["optimizer"])
+        run.scheduler.load_state_dict(saved["scheduler"])
+        run.state = json.loads((folder / TRAINER_STATE).read_text())
+    run.start_step = run.state["global_step"]
+    run.elapsed_before = float(run.state.get("elapsed_s", 0.0))
+    run.sink.resumed(run.state["global_step"], run.state["epoch"] + 1)
+    run.sink.log("info", f"resumed from the checkpoint at step {run.start_step}")
+
+
+def _reseed(run: _Run) -> None:
+    """Seed dropout per rank from (seed, rank, step): a resumed run draws what an uninterrupted
+    run draws after the same checkpoint, without saving RNG state per worker."""
+    import torch
+
+    torch.manual_seed((run.cfg.seed * 1_000_003 + run.rank * 7_919 + run.state["global_step"])
+                      % 2**63)
+
+
+# ----- training ----------------------------------------------------------------------------------
+def _train(run: _Run) -> None:
+    cfg, st = run.cfg, run.state
+    run.sink.stage("training")
+    run.train_started = time.monotonic()
+    for epoch in range(st["epoch"], cfg.num_epochs):
+        batches = shard_batches(make_batches(run.train, cfg.batch_size, cfg.seed, epoch),
+                                run.rank, run.world)
+        accum = cfg.gradient_accumulation_steps
+        steps = [batches[i:i + accum] for i in range(0, len(batches), accum)]
+        trained = _allreduce([float(sum(run.train[i].trained_tokens for idx, real in step
+                                        if real for i in idx)) for step in steps])
+        first = st["step_in_epoch"] if epoch == st["epoch"] else 0
+        for s in range(first, len(steps)):
+            _one_step(run, epoch, steps[s], trained[s], last_in_epoch=s == len(steps) - 1)
+
+
+def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in_epoch: bool
+              ) -> None:
+    cfg, st = run.cfg, run.state
+    t0 = time.perf_counter()
+    loss_sum, real_tokens, grad_norm, lr = _optimizer_step(run, micro, trained_tokens)
+    loss_sum, real_tokens = _allreduce([loss_sum, float(real_tokens)])
+    step_s = time.perf_counter() - t0
+    st["global_step"] += 1
+    st["step_in_epoch"] += 1
+    if run.loop.get("fail_at_step") == st["global_step"] and run.start_step == 0 \
+            and run.rank == run.world - 1:
+        raise RuntimeError(f"injected failure at step {st['global_step']} (fail_at_step)")
+    st["tokens_processed"] += int(real_tokens)
+    st["epoch_loss_sum"] += loss_sum
+    st["epoch_trained_tokens"] += int(trained_tokens)
+    train_loss = loss_sum / max(trained_tokens, 1.0)
+    final_epoch = epoch == cfg.num_epochs - 1
+    val_loss = None
+    final_step = st["global_step"] == run.total_steps
+    every_eval = cfg.eval_every_steps
+    if last_in_epoch or (every_eval and st["global_step"] % every_eval == 0):
+        if last_in_epoch and final_epoch:
+            run.sink.stage("validating")
+        val_loss = _evaluate(run)
+        _note_validation(run, epoch, val_loss, last_in_epoch)
+    if last_in_epoch:
+        st["train_loss_history"].append(
+            {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
+             / max(st["epoch_trained_tokens"], 1)})
+        st.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_trained_tokens=0)
+    point = {"epoch": epoch + 1, "step": st["global_step"], "training_loss": train_loss,
+             "validation_loss": val_loss, "learning_rate": lr, "gradient_norm": grad_norm,
+             "throughput": real_tokens / step_s if step_s > 0 else None,
+             "gpu_utilization": _gpu_utilization(), "tokens_processed": st["tokens_processed"],
+             "timestamp": utc_now()}
+    run.buffer.add(point, _progress_args(run, epoch, point))
+    every = cfg.checkpoint_every_steps
+    if final_step or (st["global_step"] % every == 0 if every else last_in_epoch):
+        run.buffer.flush()
+        _save_checkpoint(run, train_loss, val_loss)
+
+
+def _optimizer_step(run: _Run, micro: list, trained_tokens: float
+                    ) -> tuple[float, int, float | None, float]:
+    """Forward/backward every micro-batch of one step, then clip and step. Returns this worker's
+    (loss sum, non-padding tokens, gradient norm before clipping, learning rate used)."""
+    import torch
+
+    run.model.train()
+    loss_total, real_tokens = 0.0, 0
+    for k, (indices, real) in enumerate(micro):
+        batch = collate([run.train[i] for i in indices], run.tokenizer.pad_token_id)
+        if real:
+            real_tokens += int(batch["attention_mask"].sum())
+        else:
+            batch["labels"].fill_(IGNORE_INDEX)  # padding batch: runs for DDP's sake, adds nothing
+        batch = {key: value.to(run.device) for key, value in batch.items()}
+        syncing = k == len(micro) - 1 or not hasattr(run.model, "no_sync")
+        with contextlib.nullcontext() if syncing else run.model.no_sync():
+            logits = run.model(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).logits
+            loss_sum = token_loss_sum(logits, batch["labels"])
+            (loss_sum * run.world / max(trained_tokens, 1.0)).backward()
+        loss_total += float(loss_sum.detach())
+    params = [p for p in run.inner.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.cfg.max_grad_norm))
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_total, real_tokens, grad_norm if math.isfinite(grad_norm) else None, lr
+
+
+def token_loss_sum(logits, labels):
+    """Sum of next-token cross-entropy over positions whose label is not -100 (float32)."""
+    import torch.nn.functional as F
+
+    shifted = logits[:, :-1, :].reshape(-1, logits.shape[-1]).float()
+    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+
+
+def _evaluate(run: _Run) -> float | None:
+    """Mean token loss over the assistant tokens of the whole validation split (all workers)."""
+    import torch
+
+    if not run.val:
+        return None
+    batches = make_batches(run.val, run.cfg.batch_size, 0, 0)[run.rank::run.world]
+    run.inner.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for indices in batches:
+            batch = collate([run.val[i] for i in indices], run.tokenizer.pad_token_id)
+            batch = {key: value.to(run.device) for key, value in batch.items()}
+            logits = run.inner(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).logits
+            total += float(token_loss_sum(logits, batch["labels"]))
+            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    run.inner.train()
+    total, count = _allreduce([total, float(count)])
+    return total / count if count else None
+
+
+def _note_validation(run: _Run, epoch: int, val_loss: float | None, epoch_end: bool) -> None:
+    st = run.state
+    if val_loss is None:
+        return
+    st["validation_loss_history"].append({"epoch": epoch + 1, "step": st["global_step"],
+                                          "validation_loss": val_loss, "epoch_end": epoch_end})
+    if st["best_validation_loss"] is None or val_loss < st["best_validation_loss"]:
+        st["best_validation_loss"], st["best_epoch"] = val_loss, epoch + 1
+
+
+def _progress_args(run: _Run, epoch: int, point: dict[str, Any]) -> tuple:
+    st = run.state
+    done = st["global_step"] - run.start_step
+    elapsed = time.monotonic() - run.train_started
+    remaining = run.total_steps - st["global_step"]
+    eta = elapsed / done * remaining if done > 0 else None
+    percent = round(100.0 * st["global_step"] / max(run.total_steps, 1), 2)
+    return (epoch + 1, st["global_step"], run.total_steps, percent, point, eta)
+
+
+def _gpu_utilization() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    try:
+        return float(torch.cuda.utilization())
+    except Exception:  # noqa: BLE001 - needs pynvml; optional
+        return None
+
+
+def _allreduce(values: list[float]) -> list[float]:
+    """Sum ``values`` across workers (identity on one worker)."""
+    import torch
+    import torch.distributed as dist
+
+    if not values or not (dist.is_available() and dist.is_initialized()) \
+            or dist.get_world_size() == 1:
+        return list(values)
+    backend = dist.get_backend()
+    device = "cuda" if backend == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+# ----- checkpoints and output --------------------------------------------------------------------
+def _save_checkpoint(run: _Run, train_loss: float, val_loss: float | None) -> None:
+    """Every rank calls ``ray.train.report`` (a barrier); rank 0 attaches the files."""
+    import ray.train
+    import torch
+
+    st = run.state
+    st["elapsed_s"] = _elapsed(run)
+    name = f"checkpoint_step_{st['global_step']:07d}"
+    metrics = {"step": st["global_step"], "epoch": st["epoch"], "training_loss": train_loss,
+               "validation_loss": val_loss}
+    if run.rank != 0:
+        ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+        _reseed(run)
+        return
+    with tempfile.TemporaryDirectory(prefix="brightrun-ckpt-") as folder:
+        run.inner.save_pretrained(folder)
+        torch.save({"optimizer": run.optimizer.state_dict(),
+                    "scheduler": run.scheduler.state_dict()}, Path(folder) / OPTIMIZER_STATE)
+        (Path(folder) / TRAINER_STATE).write_text(json.dumps(st))
+        size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                         checkpoint_dir_name=name)
+    root = run.loop.get("checkpoint_root") or ""
+    run.sink.checkpoint(st["global_step"], st["epoch"], val_loss if val_loss is not None
+                        else train_loss, f"{root.rstrip('/')}/{name}" if root else name, size)
+    _reseed(run)
+
+
+def _elapsed(run: _Run) -> float:
+    """Seconds spent on this run, including earlier attempts up to their last checkpoint."""
+    return run.elapsed_before + time.monotonic() - run.started
+
+
+def _finish(run: _Run) -> dict[str, Any] | None:
+    """Rank 0 saves the adapter and tokenizer to ``output`` and returns the result dict."""
+    run.buffer.flush()
+    if run.rank != 0:
+        return None
+    run.sink.stage("saving")
+    if not run.loop.get("output"):
+        raise InvalidInput("loop_config has no `output` folder", code="invalid_output")
+    out = local_path(run.loop["output"], "output")
+    out.mkdir(parents=True, exist_ok=True)
+    run.inner.save_pretrained(out)
+    run.tokenizer.save_pretrained(out)
+    result = _result(run, out)
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
+    run.sink.log("info", f"adapter saved to {out}")
+    return result
+
+
+def _result(run: _Run, out: Path) -> dict[str, Any]:
+    st = run.state
+    vals = [v for v in st["validation_loss_history"] if v["epoch_end"]]
+    final_val = vals[-1]["validation_loss"] if vals else None
+    history = st["train_loss_history"]
+    duration = _elapsed(run)
+    return {
+        "final_training_loss": history[-1]["training_loss"] if history else None,
+        "final_validation_loss": final_val,
+        "best_validation_loss": st["best_validation_loss"], "best_epoch": st["best_epoch"],
+        "perplexity": math.exp(final_val) if final_val is not None and final_val < 50 else None,
+        "train_loss_history": history, "validation_loss_history": st["validation_loss_history"],
+        "total_tokens_processed": st["tokens_processed"], "total_steps": st["global_step"],
+        "total_epochs": run.cfg.num_epochs, "duration_seconds": duration,
+        "avg_throughput": st["tokens_processed"] / duration if duration > 0 else None,
+        "final_learning_rate": run.scheduler.get_last_lr()[0], "workers": run.world,
+        "device": str(run.device), "dataset": run.counts, "config": run.cfg.model_dump(),
+        "output": str(out),
+        "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
+    }

@@ -1,0 +1,243 @@
+"""Ray Job entrypoint: train a LoRA adapter with Ray Train — setup → train → save → cleanup.
+
+By hand (prints progress as JSON lines; see docs/training.md)::
+
+    python -m ray_jobs.train_lora --config config.json --dataset /data/sample-v4.jsonl \\
+        --output /tmp/adapter --workers 2                    # starts a local Ray
+    ray job submit --entrypoint-num-cpus 0 --runtime-env-json '{"env_vars": {"PYTHONPATH": "REPO"}}' \\
+        -- python -m ray_jobs.train_lora --config config.json --dataset file:///data/x.jsonl …
+
+``--config`` is a JSON object of hyperparameters (:class:`ray_jobs.lora_worker.TrainConfig`;
+missing keys take their defaults). Inside a Ray job (``RAY_ADDRESS`` set by Ray) it joins that
+cluster; run as a plain script it starts a local Ray. Re-running with the same ``--storage-path``
+and ``--name`` resumes from the latest checkpoint. Exit status: 0 done, 1 training failed,
+2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.errors import BrightRunError, InvalidInput
+from backend.training_data import local_path
+from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
+from ray_jobs.sinks import ProgressSink, make_sink
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Recipe:
+    """Everything a run needs, resolved and validated by :func:`setup`."""
+
+    config: TrainConfig
+    dataset: str
+    output: str
+    name: str
+    storage_path: str
+    storage_filesystem: Any = None
+    workers: int = 1
+    use_gpu: bool = False
+    sink_spec: dict[str, Any] = field(default_factory=lambda: {"kind": "print"})
+    ray_address: str | None = None
+    home: str | None = None
+    max_failures: int = 2
+    fail_at_step: int | None = None
+    started_ray: bool = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m ray_jobs.train_lora``."""
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.train_lora", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="JSON file of hyperparameters (TrainConfig).")
+    p.add_argument("--dataset", required=True, help="JSONL dataset: local path or file:// URL.")
+    p.add_argument("--output", help="Folder for the adapter (default: STORAGE/NAME/adapter, "
+                                        "or $BRIGHTRUN_HOME/adapters/NAME when STORAGE is s3://).")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (1 CPU or GPU each).")
+    p.add_argument("--gpu", action="store_true", help="One GPU per worker (bf16).")
+    p.add_argument("--storage-path", help="Where Ray keeps checkpoints: a folder or "
+                                          "s3://BUCKET/PREFIX "
+                                          "(default $BRIGHTRUN_HOME/ray_results).")
+    p.add_argument("--name", help="Run name; the same storage path + name resumes a run.")
+    p.add_argument("--sink", help='Progress sink spec as JSON (default {"kind": "print"}).')
+    p.add_argument("--ray-address", help="Ray cluster to join (default: the job's cluster, or a "
+                                         "new local Ray).")
+    p.add_argument("--max-failures", type=int, default=2, help="Worker-group restarts allowed.")
+    p.add_argument("--fail-at-step", type=int, help="Testing: make the last worker fail once after "
+                                                    "this step, to exercise retry and resume.")
+    return p
+
+
+# ----- setup -------------------------------------------------------------------------------------
+def setup(args: argparse.Namespace) -> Recipe:
+    """Validate the command line into a :class:`Recipe`.
+
+    Raises InvalidInput for an unreadable or invalid config (InvalidTrainingConfig), a missing
+    dataset (or one that is not a local path / file:// URL) or a bad worker count.
+    """
+    config = _read_config(args.config)
+    dataset = args.dataset
+    if not local_path(dataset, "dataset").is_file():
+        raise InvalidInput(f"dataset {dataset} does not exist", code="dataset_not_found")
+    if args.workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
+    name = args.name or time.strftime("lora-%Y%m%d-%H%M%S")
+    storage_path, filesystem = _storage(args.storage_path)
+    if args.output:
+        output = args.output
+    elif filesystem is None:
+        output = str(Path(storage_path) / name / "adapter")
+    else:
+        from backend.config import get_settings
+        output = str(get_settings().home / "adapters" / name)
+    sink = json.loads(args.sink) if args.sink else {"kind": "print"}
+    return Recipe(config=config, dataset=dataset, output=output, name=name,
+                  storage_path=storage_path, storage_filesystem=filesystem, workers=args.workers,
+                  use_gpu=args.gpu, sink_spec=sink, ray_address=args.ray_address,
+                  max_failures=args.max_failures, fail_at_step=args.fail_at_step)
+
+
+def _read_config(path: str) -> TrainConfig:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read config {path}: {exc}", code="invalid_config") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"config {path} must hold a JSON object", code="invalid_config")
+    return TrainConfig(**raw)  # InvalidTrainingConfig lists every bad value
+
+
+def _storage(storage_path: str | None) -> tuple[str, Any]:
+    """(path, pyarrow filesystem or None) for RunConfig; s3:// uses the BRIGHTRUN_S3_* settings."""
+    from backend.config import get_settings
+
+    if not storage_path:
+        return str(get_settings().home / "ray_results"), None
+    if not storage_path.startswith("s3://"):
+        return str(Path(storage_path).expanduser().resolve()), None
+    from pyarrow import fs
+
+    settings = get_settings()
+    endpoint = settings.s3_endpoint or ""
+    secure = settings.s3_secure if settings.s3_secure is not None else endpoint.startswith("https")
+    filesystem = fs.S3FileSystem(
+        endpoint_override=endpoint.split("://", 1)[-1], scheme="https" if secure else "http",
+        access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+        region=settings.s3_region)
+    return storage_path[len("s3://"):], filesystem
+
+
+def loop_config(recipe: Recipe) -> dict[str, Any]:
+    """The ``train_loop_config`` handed to every worker (plain JSON-able values)."""
+    root = recipe.storage_path if recipe.storage_filesystem is None \
+        else f"s3://{recipe.storage_path}"
+    return {"config": recipe.config.model_dump(), "dataset": recipe.dataset,
+            "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
+            "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
+            "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step}
+
+
+# ----- train -------------------------------------------------------------------------------------
+def connect_ray(address: str | None) -> bool:
+    """Join the given cluster, the job's cluster (``RAY_ADDRESS`` set by Ray), or start a local
+    Ray. Returns True when this process started Ray (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env_address = os.environ.get("RAY_ADDRESS", "")
+    if address or (env_address and not env_address.startswith("http")):
+        ray.init(address=address or env_address)
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # workers import ray_jobs
+    os.environ.pop("RAY_ADDRESS", None)  # a dashboard URL is not something ray.init can join
+    ray.init(include_dashboard=False)
+    return True
+
+
+def train(recipe: Recipe):
+    """Run the ``TorchTrainer``; returns Ray's ``Result``. Raises ray's TrainingFailedError when
+    the workers failed more than ``max_failures`` times."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    recipe.started_ray = connect_ray(recipe.ray_address)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config(recipe),
+        scaling_config=ScalingConfig(num_workers=recipe.workers, use_gpu=recipe.use_gpu,
+                                     resources_per_worker=None if recipe.use_gpu else {"CPU": 1}),
+        run_config=RunConfig(name=recipe.name, storage_path=recipe.storage_path,
+                             storage_filesystem=recipe.storage_filesystem,
+                             failure_config=FailureConfig(max_failures=recipe.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    return trainer.fit()
+
+
+# ----- save and cleanup --------------------------------------------------------------------------
+def save(recipe: Recipe, result, sink: ProgressSink) -> dict[str, Any]:
+    """Hand rank 0's result to the sink (``completed``). Raises InvalidInput when Ray returned no
+    result (rank 0 did not finish)."""
+    value = getattr(result, "return_value", None)
+    if not isinstance(value, dict):
+        raise InvalidInput("training finished without a result from rank 0", code="no_result")
+    if getattr(result, "checkpoint", None) is not None:
+        value["last_checkpoint"] = result.checkpoint.path
+    sink.completed(value)
+    return value
+
+
+def cleanup(recipe: Recipe) -> None:
+    """Shut down the local Ray this process started (a joined cluster is left running)."""
+    if recipe.started_ray:
+        import ray
+
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the recipe from the command line; returns the exit status (0, 1 or 2)."""
+    args = build_parser().parse_args(argv)
+    try:
+        recipe = setup(args)
+    except BrightRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sink = make_sink(recipe.sink_spec)
+    try:
+        result = train(recipe)
+        save(recipe, result, sink)
+        return 0
+    except BrightRunError as exc:
+        sink.failed(str(exc), traceback.format_exc())
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - any training failure is reported, then exit 1
+        sink.failed(_failure_message(exc), traceback.format_exc())
+        print(f"training failed: {_failure_message(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        cleanup(recipe)
+
+
+def _failure_message(exc: BaseException) -> str:
+    """The root cause's message (Ray wraps worker errors)."""
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return f"{type(cause).__name__}: {cause}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -74,13 +74,17 @@ def set_stage(job_id: str, stage: str) -> None:
             if row.status in states.JOB_TERMINAL:
                 return
             if stage == "initializing":
-                _to(s, row, "initializing", "initializing")
+                if row.status == "queued":  # a restarted worker group says it again: ignore
+                    _to(s, row, "initializing", "initializing")
                 row.started_at = row.started_at or utcnow()
             elif stage == "training":
                 if row.status == "queued":
                     _to(s, row, "initializing", "initializing")
-                _to(s, row, "running", "training" if row.current_stage != "training" else None)
-            else:
+                if row.status == "initializing":
+                    _to(s, row, "running")
+                if states.can("stage", row.current_stage, "training"):
+                    _to(s, row, None, "training")
+            elif row.current_stage != stage and states.can("stage", row.current_stage, stage):
                 _to(s, row, None, stage)
     with_retry(go, f"stage {stage}")
 

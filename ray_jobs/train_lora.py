@@ -206,8 +206,23 @@ def cleanup(recipe: Recipe) -> None:
         ray.shutdown()
 
 
+def job_main(argv: list[str]) -> int:
+    """Job mode (started by the product): ``--job-id ID`` reads everything from the database."""
+    from ray_jobs.train_job import run_job
+
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.train_lora --job-id")
+    p.add_argument("--job-id", required=True, help="training job row to run")
+    p.add_argument("--fail-at-step", type=int, help="Testing: one worker fails once after this "
+                                                    "step (exercises resume from checkpoint).")
+    args = p.parse_args(argv)
+    return run_job(args.job_id, fail_at_step=args.fail_at_step)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the recipe from the command line; returns the exit status (0, 1 or 2)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--job-id" or a.startswith("--job-id=") for a in argv):
+        return job_main(argv)
     args = build_parser().parse_args(argv)
     try:
         recipe = setup(args)

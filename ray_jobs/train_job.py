@@ -1,0 +1,82 @@
+"""Job mode of the training recipe: ``python -m ray_jobs.train_lora --job-id ID``.
+
+Reads the job's configuration and dataset from the database, runs the same recipe as the manual
+mode (``ray_jobs.train_lora``) with a database progress sink, and guarantees the job ends in a final
+state: completed (adapter stored as a model artifact) or failed with the error and stack.
+"""
+from __future__ import annotations
+
+import tempfile
+import traceback
+from pathlib import Path
+
+from backend.errors import BrightRunError
+
+
+def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
+    """Build the Recipe of a queued job. Raises NotFound / InvalidInput."""
+    from backend.config import get_settings
+    from backend.db.models import Dataset, TrainingJob
+    from backend.db.session import session_scope
+    from backend.errors import NotFound
+    from backend.storage import get_object_store
+    from ray_jobs.lora_worker import TrainConfig
+    from ray_jobs.train_lora import Recipe
+
+    settings = get_settings()
+    with session_scope() as s:
+        job = s.get(TrainingJob, job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id} not found", code="job_not_found")
+        ds = s.get(Dataset, job.dataset_id)
+        hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
+    from backend.base_models import resolve_base_model
+
+    resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
+    store = get_object_store()
+    uri = store.uri(key)
+    if uri.startswith("file://"):
+        dataset = uri
+    else:  # every worker reads the dataset: on one machine a local copy is enough
+        dataset = str(workdir / "dataset.jsonl")
+        store.download_to(key, dataset)
+    storage_path, filesystem = store.ray_storage(f"checkpoints/{job_id}")
+    return Recipe(
+        config=TrainConfig(**hyper), dataset=dataset, output=str(workdir / "adapter"),
+        name="run", storage_path=storage_path, storage_filesystem=filesystem,
+        workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
+        sink_spec={"kind": "db", "job_id": job_id}, home=str(settings.home),
+        fail_at_step=fail_at_step)
+
+
+def run_job(job_id: str, fail_at_step: int | None = None) -> int:
+    """Train job ``job_id`` end to end. Returns 0 on success, 1 on failure (recorded on the job)."""
+    from backend.job_progress import fail_job, is_cancelled, set_stage
+    from backend.progress import DbSink
+    from ray_jobs.train_lora import cleanup, save, train
+
+    sink = DbSink(job_id)
+    recipe = None
+    with tempfile.TemporaryDirectory(prefix=f"brightrun-job-{job_id[:8]}-") as tmp:
+        try:
+            if is_cancelled(job_id):
+                return 0
+            set_stage(job_id, "initializing")
+            sink.log("info", "preparing: reading the dataset and configuration")
+            recipe = recipe_for_job(job_id, Path(tmp), fail_at_step)
+            result = train(recipe)
+            save(recipe, result, sink)
+            return 0
+        except BrightRunError as exc:
+            fail_job(job_id, str(exc), traceback.format_exc())
+            return 1
+        except BaseException as exc:  # noqa: BLE001 - any failure ends the job as failed
+            from ray_jobs.train_lora import _failure_message
+
+            fail_job(job_id, _failure_message(exc), traceback.format_exc())
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return 1
+        finally:
+            if recipe is not None:
+                cleanup(recipe)

@@ -1,12 +1,20 @@
 """Configure training: pick a ready dataset (preselected when coming from Datasets → "Start
-training"), then presets, hyperparameters, hardware and the estimate (jobs service)."""
+training"), a preset that fills the form, advanced settings, hardware and workers; the estimate
+(cost, duration, memory fit, budget) is recomputed on every change. "Start training" creates the
+job (jobs service), which submits it to Ray, and opens it in Monitor."""
 from __future__ import annotations
 
 import streamlit as st
 
+from app import config_form as form
 from app.auth import current_user
-from app.widgets import fmt_int, format_label, handled, literal, page_path
+from app.estimate_panel import show_budget, show_estimate, show_mask_preview
+from app.widgets import fmt_int, format_label, handled, literal, page_path, show_error
 from backend import datasets as ds
+from backend import jobs
+from backend.errors import BrightRunError
+
+PARENT_KEY = "configure_parent_model_id"
 
 
 def _preselected() -> str | None:
@@ -24,25 +32,112 @@ def _dataset_picker(actor):
     ids = [d.id for d in ready]
     by_id = {d.id: d for d in ready}
     wanted = _preselected()
-    chosen = st.selectbox("Dataset", ids, index=ids.index(wanted) if wanted in ids else 0,
-                          format_func=lambda i: by_id[i].name, key="configure_dataset")
+    current = st.session_state.get("configure_dataset")
+    if current not in ids or (wanted in ids and wanted != st.session_state.get(
+            "configure_dataset_seen")):  # first visit, or a new "Start training" from elsewhere
+        st.session_state["configure_dataset"] = wanted if wanted in ids else ids[0]
+    chosen = st.selectbox("Dataset", ids, format_func=lambda i: by_id[i].name,
+                          key="configure_dataset")
+    st.session_state["configure_dataset_seen"] = chosen
     st.session_state["configure_dataset_id"] = chosen
+    st.query_params["dataset_id"] = chosen
     d = by_id[chosen]
     c = st.columns(4)
     c[0].metric("Conversations", fmt_int(d.total_conversations))
     c[1].metric("Training pairs", fmt_int(d.total_training_pairs))
     c[2].metric("Total tokens", fmt_int(d.total_tokens))
     c[3].metric("Assistant tokens", fmt_int(d.assistant_tokens))
-    st.caption(f"Format {literal(format_label(d.format))} · file {literal(d.file_name)}")
+    st.caption(f"Format {literal(format_label(d.format))} · file {literal(d.file_name)} · "
+               f"{fmt_int(d.total_validation_pairs)} validation pair(s) held out")
     return d
+
+
+def _parent_banner(actor) -> str | None:
+    """'Training again from model X' while a parent model is set; returns its id."""
+    parent_id = st.session_state.get(PARENT_KEY)
+    if not parent_id:
+        return None
+    from backend import models
+
+    try:
+        m = models.get_model(actor, parent_id)
+    except BrightRunError as exc:
+        show_error(exc)
+        st.session_state.pop(PARENT_KEY, None)
+        return None
+    c = st.columns([5, 1], vertical_alignment="center")
+    c[0].info(f"Training again from the adapter **{literal(m.name)}** {literal(m.version)}: the "
+              "new job records it as its parent model.", icon=":material/account_tree:")
+    if c[1].button("Start fresh", key="configure_clear_parent", icon=":material/close:"):
+        st.session_state.pop(PARENT_KEY, None)
+        st.rerun()
+    return parent_id
+
+
+def _estimate(actor, dataset, preset: str, values: dict, hw_id: str, workers: int):
+    """The estimate dict, or None after showing why there is none (bad values, unknown model)."""
+    try:
+        config = jobs.build_config(preset, overrides=form.overrides(values))
+        return jobs.estimate_for_dataset(actor, dataset.id, config, hw_id, workers)
+    except BrightRunError as exc:
+        show_error(exc)
+        return None
+
+
+def _launch(actor, dataset, preset: str, values: dict, hw_id: str, workers: int,
+            parent_id: str | None) -> None:
+    """Name, over-budget confirmation and the Start button; creates the job and opens Monitor."""
+    st.markdown("#### Estimate")
+    est = _estimate(actor, dataset, preset, values, hw_id, workers)
+    if est is not None:
+        show_estimate(est)
+        needs_confirmation = show_budget(est["budget"])
+    else:
+        needs_confirmation = False
+    name = st.text_input("Job name", key="configure_name", max_chars=200,
+                         placeholder=f"{dataset.name} · {form.job_preset(values, preset)}")
+    confirmed = False
+    if needs_confirmation:
+        confirmed = st.checkbox("I confirm starting over budget",
+                                key="configure_confirm_over_budget")
+    blocked = est is None or (needs_confirmation and not confirmed)
+    if not st.button("Start training", key="configure_start", type="primary", disabled=blocked,
+                     icon=":material/rocket_launch:", width="stretch"):
+        return
+    try:
+        job = jobs.create_job(actor, dataset.id, preset_id=form.job_preset(values, preset),
+                              overrides=form.overrides(values), hardware_id=hw_id,
+                              workers=workers, allow_over_budget=confirmed,
+                              name=(name or "").strip() or None, parent_model_id=parent_id)
+    except BrightRunError as exc:
+        show_error(exc)
+        return
+    st.session_state["monitor_job_id"] = job.id
+    st.session_state.pop(PARENT_KEY, None)
+    st.switch_page(page_path("monitor"), query_params={"job_id": job.id})
 
 
 def main() -> None:
     actor = current_user()
     st.title("Configure training")
     st.caption("Pick a ready dataset, a preset and the hardware; the estimate updates as you go.")
+    dataset = None
     with handled():
-        _dataset_picker(actor)
+        dataset = _dataset_picker(actor)
+    if dataset is None:
+        return
+    parent_id = _parent_banner(actor)
+    with handled():
+        form.init_state()
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            preset = form.preset_buttons()
+            values = form.advanced_settings()
+            st.caption(form.summary_caption(values, preset))
+            hw_id, workers = form.hardware_picker()
+            show_mask_preview(dataset, values["base_model"], values["max_seq_length"])
+        with right:
+            _launch(actor, dataset, preset, values, hw_id, workers, parent_id)
 
 
 main()

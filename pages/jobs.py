@@ -1,52 +1,113 @@
-"""Jobs: the user's training jobs with a status filter; each opens in Monitor."""
+"""Jobs: the user's training jobs (status filter, pages) with dataset, preset, progress, cost,
+start time and duration; each opens in Monitor. "Compare runs" overlays the loss curves of two or
+more jobs and lists how their configurations differ."""
 from __future__ import annotations
-
-import importlib
 
 import streamlit as st
 
+from app import job_charts
 from app.auth import current_user
+from app.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
+                             job_label, name_markdown, progress_fraction)
 from app.widgets import badge_markdown, fmt_time, handled, literal, page_path
+from backend import jobs, states
 
-STATUSES = ("any", "queued", "initializing", "running", "completed", "failed", "cancelled")
-
-
-def _list_jobs(actor, status: str | None) -> list:
-    """The actor's jobs from the jobs service; an empty list when this build has none yet."""
-    try:
-        jobs = importlib.import_module("backend.jobs")
-    except ImportError:
-        return []
-    if not hasattr(jobs, "list_jobs"):
-        return []
-    return list(jobs.list_jobs(actor, status=status, per_page=50).items)
+STATUSES = ("any", *states.JOB)
+PER_PAGE = 20
+COLS = [2.6, 2.2, 1.3, 1.3, 1.7, 1.0, 1.3, 1.2]
+COMPARE_POOL = 100
 
 
-def _row(j) -> None:
-    c = st.columns([3, 2.5, 1.4, 2, 1.6], vertical_alignment="center")
-    c[0].page_link(page_path("monitor"), label=literal(j.name or j.id[:8]),
-                   query_params={"job_id": j.id})
-    c[1].markdown(literal(getattr(j, "dataset_name", None) or "—"))
-    c[2].markdown(badge_markdown(j.status))
-    c[3].progress(min(max(float(j.progress or 0) / 100.0, 0.0), 1.0),
-                  text=f"{float(j.progress or 0):.0f} %")
-    c[4].markdown(fmt_time(j.created_at))
+def _set_page(delta: int) -> None:
+    st.session_state["jobs_page"] = max(1, st.session_state.get("jobs_page", 1) + delta)
+
+
+def _reset_page() -> None:
+    st.session_state["jobs_page"] = 1
+
+
+def _table(items) -> None:
+    head = st.columns(COLS, vertical_alignment="bottom")
+    for col, label in zip(head, ("Job", "Dataset", "Preset", "Status", "Progress", "Cost",
+                                 "Started", "Duration")):
+        col.markdown(f"**{label}**")
+    for j in items:
+        row = st.columns(COLS, vertical_alignment="center")
+        row[0].page_link(page_path("monitor"), label=name_markdown(j),
+                         query_params={"job_id": j.id}, icon=":material/monitoring:")
+        row[1].markdown(literal(j.dataset_name or "—"))
+        row[2].markdown(literal(j.preset_id))
+        row[3].markdown(badge_markdown(j.status))
+        row[4].progress(progress_fraction(j), text=f"{float(j.progress or 0):.0f} %")
+        row[5].markdown(fmt_money(job_cost(j)))
+        row[6].markdown(fmt_time(j.started_at) if j.started_at else "not started")
+        row[7].markdown(fmt_duration(elapsed_s(j)))
+
+
+def _pager(page) -> None:
+    if page.pages <= 1:
+        return
+    c = st.columns([1, 4, 1], vertical_alignment="center")
+    c[0].button("← Previous", key="jobs_prev", disabled=page.page <= 1, on_click=_set_page,
+                args=(-1,), width="stretch")
+    c[1].markdown(f"Page {page.page} of {page.pages} · {page.total} job(s)",
+                  text_alignment="center")
+    c[2].button("Next →", key="jobs_next", disabled=page.page >= page.pages, on_click=_set_page,
+                args=(1,), width="stretch")
+
+
+def _compare(actor) -> None:
+    pool = jobs.list_jobs(actor, per_page=COMPARE_POOL).items
+    if len(pool) < 2:
+        return
+    st.markdown("#### Compare runs")
+    by_id = {j.id: j for j in pool}
+    chosen = st.multiselect("Jobs to compare (two or more)", list(by_id), key="jobs_compare",
+                            format_func=lambda i: job_label(by_id[i]),
+                            placeholder="pick two or more jobs")
+    if len(chosen) < 2:
+        st.caption("Pick two or more jobs to overlay their loss curves and see how their "
+                   "configurations differ.")
+        return
+    picked = [by_id[i] for i in chosen]
+    runs = {job_label(j): jobs.job_metrics(actor, j.id, max_points=500) for j in picked}
+    chart = job_charts.compare_chart(runs)
+    if chart is None:
+        st.info("None of these jobs has recorded a loss yet.", icon=":material/show_chart:")
+    else:
+        st.altair_chart(chart, width="stretch")
+    everything = st.toggle("Show every field", key="jobs_compare_all")
+    diff = config_diff(picked, only_different=not everything)
+    if diff.empty:
+        st.caption("These jobs have the same configuration.")
+    else:
+        st.dataframe(diff, hide_index=True, width="stretch", key="jobs_compare_table")
 
 
 def main() -> None:
     actor = current_user()
     st.title("Training jobs")
-    status = st.selectbox("Status", STATUSES, key="jobs_status")
+    status = st.columns([1, 3])[0].selectbox("Status", STATUSES, key="jobs_status",
+                                             on_change=_reset_page)
     with handled():
-        items = _list_jobs(actor, None if status == "any" else status)
-        if not items:
-            st.info("No training jobs yet — configure one from a ready dataset.",
-                    icon=":material/model_training:")
-            st.page_link(page_path("configure"), label="Configure training",
-                         icon=":material/tune:")
+        page = jobs.list_jobs(actor, status=None if status == "any" else status,
+                              page=st.session_state.get("jobs_page", 1), per_page=PER_PAGE)
+        if page.total == 0:
+            if status != "any":
+                st.info(f"No {status} jobs.", icon=":material/filter_alt_off:")
+            else:
+                st.info("No training jobs yet — configure one from a ready dataset.",
+                        icon=":material/model_training:")
+                st.page_link(page_path("configure"), label="Configure training",
+                             icon=":material/tune:")
             return
-        for j in items:
-            _row(j)
+        if page.page > page.pages:  # e.g. after a filter change elsewhere
+            st.session_state["jobs_page"] = page.pages
+            page = jobs.list_jobs(actor, status=None if status == "any" else status,
+                                  page=page.pages, per_page=PER_PAGE)
+        _table(page.items)
+        _pager(page)
+        _compare(actor)
 
 
 main()

@@ -1,39 +1,95 @@
-"""Models: trained LoRA adapters (newest or best first)."""
+"""Models: trained LoRA adapters. List (sort by date / quality / name, filter by status, search);
+detail (``?id=``) with quality metrics and rating, training summary, configuration, loss curve,
+lineage, downloads, a playground (base vs base + adapter), edit, delete and "Train again"."""
 from __future__ import annotations
 
 import streamlit as st
 
+from app import model_actions as actions
+from app import model_widgets as mw
 from app.auth import current_user
-from app.widgets import badge_markdown, fmt_time, handled, literal, page_path
+from app.playground import playground
+from app.widgets import handled, page_path, show_error
 from backend import models
+from backend.errors import BrightRunError
 
 SORTS = {"newest": "created_at", "quality": "quality", "name": "name"}
+STATUSES = ("any", "stored", "deployed", "archived")
 
 
-def _row(m) -> None:
-    c = st.columns([3, 1.2, 2.5, 1.2, 1.5], vertical_alignment="center")
-    c[0].markdown(f"**{literal(m.name)}** {literal(m.version)}")
-    c[1].markdown(badge_markdown(m.status))
-    c[2].markdown(literal(m.base_model))
-    loss = (m.quality_metrics or {}).get("final_validation_loss")
-    c[3].markdown("—" if loss is None else f"val. loss {loss:.3f}")
-    c[4].markdown(fmt_time(m.created_at))
+def _open(model_id: str | None) -> None:
+    if model_id:
+        st.query_params["id"] = model_id
+    else:
+        st.query_params.pop("id", None)
+    st.session_state.pop("models_confirm_delete", None)
+
+
+def _list_view(actor) -> None:
+    c = st.columns([3, 1.5, 1.5])
+    search = c[0].text_input("Search by name", key="models_search", icon=":material/search:")
+    status = c[1].selectbox("Status", STATUSES, key="models_status")
+    sort = c[2].selectbox("Sort", tuple(SORTS), key="models_sort",
+                          help="quality: lowest final validation loss first")
+    page = models.list_models(actor, status=None if status == "any" else status,
+                              search=search.strip() or None, sort=SORTS[sort], per_page=100)
+    if not page.items:
+        if search.strip() or status != "any":
+            st.info("No models match these filters.", icon=":material/filter_alt_off:")
+            return
+        st.info("No models yet — they appear here when a training job completes.",
+                icon=":material/model_training:")
+        st.page_link(page_path("configure"), label="Configure training", icon=":material/tune:")
+        return
+    mw.list_table(page.items, _open)
+    st.caption(f"{page.total} model(s).")
+
+
+def _detail_view(actor, model_id: str) -> None:
+    st.button("← All models", key="models_back", on_click=_open, args=(None,))
+    try:
+        m = models.get_model(actor, model_id)
+    except BrightRunError as exc:
+        show_error(exc)
+        return
+    mw.header(m)
+    c = st.columns([1.6, 1.6, 4])
+    if c[0].button("Train again from this adapter", key="models_train_again", type="primary",
+                   icon=":material/replay:"):
+        actions.train_again(m)
+    overview, files, play, settings = st.tabs(["Overview", "Files & downloads", "Playground",
+                                               "Edit / delete"])
+    with overview:
+        with handled():
+            st.markdown("#### Quality")
+            mw.quality(m)
+            st.markdown("#### Loss curve")
+            mw.loss_curve(actor, m)
+            st.markdown("#### Training summary")
+            mw.training_summary(m)
+            st.markdown("#### Lineage")
+            mw.lineage_links(models.lineage(actor, m.id))
+            st.markdown("#### Configuration")
+            mw.configuration(m)
+    with files, handled():
+        actions.downloads(actor, m)
+    with play:
+        playground(actor, m)
+    with settings:
+        actions.edit_form(actor, m)
+        actions.delete_section(actor, m, lambda: _open(None))
 
 
 def main() -> None:
     actor = current_user()
     st.title("Models")
-    sort = st.selectbox("Sort", tuple(SORTS), key="models_sort")
+    actions.show_flash()
     with handled():
-        page = models.list_models(actor, sort=SORTS[sort], per_page=50)
-        if not page.items:
-            st.info("No models yet — they appear here when a training job completes.",
-                    icon=":material/model_training:")
-            st.page_link(page_path("configure"), label="Configure training",
-                         icon=":material/tune:")
-            return
-        for m in page.items:
-            _row(m)
+        model_id = st.query_params.get("id")
+        if model_id:
+            _detail_view(actor, model_id)
+        else:
+            _list_view(actor)
 
 
 main()

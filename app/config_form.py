@@ -1,0 +1,228 @@
+"""The Configure page's form: preset buttons that fill it, the advanced settings (one widget per
+TrainingConfig field, with the field's description as tooltip and its bounds as limits) and the
+hardware picker. Widget keys are ``configure_<field>``; their values live in ``st.session_state``.
+
+A form value missing from the session (first visit, or Streamlit dropped the widget state after a
+page switch) is taken from the last values this session saw, else from the chosen preset.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from annotated_types import Ge, Gt, Le, Lt
+
+from app.widgets import literal
+from backend import catalogs, jobs
+from backend.training_config import TrainingConfig, field_help
+
+PRESET_KEY = "configure_preset"
+SAVED_KEY = "configure_saved_values"
+EXTRA_KEY = "configure_extra"  # fields the form does not show (from a parent model), kept as is
+PREFILL_KEY = "configure_prefill"  # set by Models → "Train again": hyperparameters to start from
+DEFAULT_PRESET = "balanced"
+
+# field → (label, step, number format); ints have no format
+FLOATS = {"learning_rate": ("Learning rate", 1e-5, "%.1e"),
+          "lora_dropout": ("LoRA dropout", 0.01, "%.2f"),
+          "weight_decay": ("Weight decay", 0.01, "%.3f"),
+          "max_grad_norm": ("Max grad norm", 0.1, "%.2f")}
+INTS = {"batch_size": ("Batch size", 1), "num_epochs": ("Epochs", 1),
+        "lora_rank": ("LoRA rank", 1), "lora_alpha": ("LoRA alpha", 1),
+        "warmup_steps": ("Warmup steps", 10), "gradient_accumulation_steps":
+        ("Gradient accumulation steps", 1), "max_seq_length": ("Max sequence length", 128),
+        "seed": ("Seed", 1)}
+GRID = (("learning_rate", "batch_size", "num_epochs"),
+        ("lora_rank", "lora_alpha", "lora_dropout"),
+        ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
+        ("max_grad_norm", "max_seq_length", "seed"))
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS)
+
+
+def key(field: str) -> str:
+    return f"configure_{field}"
+
+
+def _cast(field: str, value: Any) -> Any:
+    if field in FLOATS:
+        return float(value)
+    if field in INTS:
+        return int(value)
+    if field == "target_modules":
+        return list(value)
+    return value
+
+
+def preset_values(preset_id: str) -> dict[str, Any]:
+    """Every form field as the preset sets it (base model: the configured default)."""
+    config = jobs.build_config(preset_id).model_dump(mode="json")
+    return {f: config[f] for f in FORM_FIELDS}
+
+
+def apply_values(values: dict[str, Any], *, keep_base_model: bool = False) -> None:
+    for field in FORM_FIELDS:
+        if field in values and not (keep_base_model and field == "base_model"
+                                    and st.session_state.get(key(field))):
+            st.session_state[key(field)] = _cast(field, values[field])
+
+
+def choose_preset(preset_id: str) -> None:
+    """Button callback: fill the form with the preset (the chosen base model stays)."""
+    st.session_state[PRESET_KEY] = preset_id
+    apply_values(preset_values(preset_id), keep_base_model=True)
+
+
+def init_state() -> None:
+    """Fill missing form values; apply a parent model's hyperparameters once when asked."""
+    prefill = st.session_state.pop(PREFILL_KEY, None)
+    if prefill:
+        st.session_state[PRESET_KEY] = prefill.get("preset_id") or "custom"
+        hyper = dict(prefill.get("hyperparameters") or {})
+        apply_values(hyper)
+        st.session_state[EXTRA_KEY] = {k: v for k, v in hyper.items()
+                                       if k not in FORM_FIELDS and k in TrainingConfig.model_fields}
+    preset = st.session_state.setdefault(PRESET_KEY, DEFAULT_PRESET)
+    if all(key(f) in st.session_state for f in FORM_FIELDS):
+        return
+    fallback = {**preset_values(preset), **st.session_state.get(SAVED_KEY, {})}
+    for field in FORM_FIELDS:
+        if key(field) not in st.session_state:
+            st.session_state[key(field)] = _cast(field, fallback[field])
+
+
+def preset_buttons() -> str:
+    """Four preset buttons with their descriptions; returns the chosen preset id."""
+    chosen = st.session_state.get(PRESET_KEY, DEFAULT_PRESET)
+    st.markdown("#### Preset")
+    presets = catalogs.list_presets()
+    cols = st.columns(len(presets))
+    for col, p in zip(cols, presets):
+        with col:
+            st.button(p.name, key=f"configure_preset_{p.id}", width="stretch",
+                      type="primary" if p.id == chosen else "secondary",
+                      on_click=choose_preset, args=(p.id,),
+                      icon=":material/check:" if p.id == chosen else None)
+            st.caption(literal(p.description))
+    return chosen
+
+
+def _help(name: str) -> str:
+    row = next(r for r in field_help() if r.name == name)
+    extra = f"Allowed: {row.bounds}. " if row.bounds else ""
+    return f"{row.description}\n\n{extra}Default: {row.default}."
+
+
+def _bounds(name: str, step: float) -> tuple[Any, Any]:
+    lo = hi = None
+    for meta in TrainingConfig.model_fields[name].metadata:
+        if isinstance(meta, Ge):
+            lo = meta.ge
+        elif isinstance(meta, Gt):
+            lo = meta.gt
+        elif isinstance(meta, Le):
+            hi = meta.le
+        elif isinstance(meta, Lt):
+            hi = round(meta.lt - step, 6)
+    return lo, hi
+
+
+def _number(name: str) -> None:
+    if name in FLOATS:
+        label, step, fmt = FLOATS[name]
+        lo, hi = _bounds(name, step)
+        st.number_input(label, min_value=float(lo) if lo is not None else None,
+                        max_value=float(hi) if hi is not None else None, step=float(step),
+                        format=fmt, key=key(name), help=_help(name))
+    else:
+        label, step = INTS[name]
+        lo, hi = _bounds(name, step)
+        st.number_input(label, min_value=lo, max_value=hi, step=step, key=key(name),
+                        help=_help(name))
+
+
+def _module_options(current: list[str]) -> list[str]:
+    return list(catalogs.ALL_LINEAR) + [m for m in current if m not in catalogs.ALL_LINEAR]
+
+
+def _base_model_options(current: str) -> tuple[list[str], set[str]]:
+    """Models on this machine, then catalog models (estimates only), plus the current value."""
+    from backend.base_models import available_base_models
+
+    here = available_base_models()
+    names = here + [m.id for m in catalogs.list_models() if m.id not in here]
+    return (names if not current or current in names else [current, *names]), set(here)
+
+
+def advanced_settings() -> dict[str, Any]:
+    """The hyperparameter widgets in an expander; returns the form values."""
+    with st.expander("Advanced settings", icon=":material/tune:"):
+        options, here = _base_model_options(st.session_state.get(key("base_model"), ""))
+        st.selectbox("Base model", options, key=key("base_model"), accept_new_options=True,
+                     format_func=lambda n: n if n in here else f"{n} (estimate only: not on "
+                                                               "this machine)",
+                     help=_help("base_model") + " Type a local folder path to use another model.")
+        st.multiselect("Target modules", _module_options(
+            st.session_state.get(key("target_modules"), [])), key=key("target_modules"),
+            accept_new_options=True, help=_help("target_modules"))
+        for row in GRID:
+            for col, name in zip(st.columns(len(row)), row):
+                with col:
+                    _number(name)
+    values = {f: st.session_state.get(key(f)) for f in FORM_FIELDS}
+    st.session_state[SAVED_KEY] = dict(values)
+    return values
+
+
+def summary_caption(values: dict[str, Any], preset: str) -> str:
+    modified = is_modified(values, preset)
+    return (f"Preset **{literal(preset)}**{' (modified)' if modified else ''} · base model "
+            f"{literal(values['base_model'])} · learning rate {values['learning_rate']:.1e} · "
+            f"batch {values['batch_size']} · {values['num_epochs']} epoch(s) · LoRA rank "
+            f"{values['lora_rank']}, alpha {values['lora_alpha']}")
+
+
+def is_modified(values: dict[str, Any], preset: str) -> bool:
+    """Whether the form differs from the preset (base model aside)."""
+    try:
+        ref = preset_values(preset)
+    except Exception:  # noqa: BLE001 - an unknown preset counts as modified
+        return True
+    return any(_cast(f, values.get(f)) != _cast(f, ref[f]) for f in FORM_FIELDS
+               if f != "base_model" and values.get(f) is not None)
+
+
+def job_preset(values: dict[str, Any], preset: str) -> str:
+    """Preset id recorded on the job: the chosen one, or 'custom' once the form was changed."""
+    return "custom" if is_modified(values, preset) else preset
+
+
+def overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """What create_job / build_config get on top of the preset: every form value."""
+    out = dict(st.session_state.get(EXTRA_KEY) or {})
+    out.update({f: v for f, v in values.items() if v is not None})
+    return out
+
+
+def hardware_picker() -> tuple[str, int]:
+    """Hardware select and a worker count bounded by the hardware's max_workers."""
+    hardware = catalogs.list_hardware()
+    by_id = {h.id: h for h in hardware}
+    ids = list(by_id)
+    if st.session_state.get("configure_hardware") not in by_id:
+        st.session_state["configure_hardware"] = "cpu-local" if "cpu-local" in by_id else ids[0]
+    st.markdown("#### Hardware")
+    c = st.columns([3, 1])
+    hw_id = c[0].selectbox(
+        "Worker type", ids, key="configure_hardware",
+        format_func=lambda i: f"{by_id[i].name} · {by_id[i].memory_gb:g} GB · "
+                              f"${by_id[i].cost_per_gpu_hour:,.2f}/h",
+        help="Each worker holds the whole model (data parallel); price is per worker-hour.")
+    hw = by_id[hw_id]
+    workers = int(st.session_state.get("configure_workers") or 1)
+    st.session_state["configure_workers"] = min(max(workers, 1), hw.max_workers)
+    workers = c[1].number_input("Workers", min_value=1, max_value=hw.max_workers, step=1,
+                                key="configure_workers",
+                                help=f"Data-parallel workers (1 to {hw.max_workers} of this type).")
+    if hw.memory_note:
+        st.caption(literal(hw.memory_note))
+    return hw_id, int(workers)

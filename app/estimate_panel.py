@@ -1,0 +1,144 @@
+"""The Configure page's live estimate (cost breakdown chart, duration, GPU-hours, tokens, memory
+fit, budget state, calibration, warnings) and the assistant-mask preview (which tokens of a
+conversation the model is trained on)."""
+from __future__ import annotations
+
+import html
+import json
+
+import streamlit as st
+
+from app.job_charts import cost_breakdown_chart
+from app.job_widgets import fmt_duration, fmt_duration_short, fmt_money
+from app.widgets import fmt_int, literal, show_error
+from backend.errors import BrightRunError
+
+TRAINED_STYLE = "background:#c8f0d0;color:#0b3d17;border-radius:3px;"
+CONTEXT_STYLE = "color:#7a7f87;"
+
+
+def show_estimate(est: dict) -> None:
+    """Numbers, cost chart, memory fit, calibration, warnings and assumptions of an estimate."""
+    hw = est.get("hardware") or {}
+    c = st.columns(3)
+    c[0].metric("Estimated cost", fmt_money(est["cost"]["total"]))
+    c[1].metric("Duration", fmt_duration_short(est["duration_s"]),
+                help=f"{fmt_duration(est['duration_s'])}, startup included.")
+    c[2].metric("GPU-hours" if hw.get("is_gpu") else "Worker-hours", f"{est['gpu_hours']:,.3f}")
+    c = st.columns(3)
+    c[0].metric("Tokens to train", fmt_int(est["tokens_to_train"]),
+                help="Assistant tokens × epochs (after truncation at the max sequence length).")
+    c[1].metric("Optimizer steps", fmt_int(est.get("total_steps")))
+    c[2].metric("Tokens/s", f"{est['throughput_tokens_per_s']:,.0f}",
+                help="Training throughput of all workers together.")
+    if est["cost"]["total"] > 0:
+        st.altair_chart(cost_breakdown_chart(est["cost"]), width="stretch")
+    else:
+        st.caption(f"No cost: {literal(hw.get('name') or 'this hardware')} has no price, and "
+                   "storage and data transfer round to $0.")
+    _memory(est["vram"], hw)
+    n = int(est.get("calibrated_from") or 0)
+    st.caption(f"Throughput calibrated from {n} finished job(s)." if n else
+               "Throughput is the catalog's assumption (calibrated from 0 finished jobs); it is "
+               "replaced by measured speed once jobs on this hardware finish.")
+    for warning in est.get("warnings") or []:
+        st.warning(literal(warning), icon=":material/warning:")
+    if est.get("assumptions"):
+        with st.expander("How this is estimated", icon=":material/info:"):
+            st.markdown("\n".join(f"- {literal(a)}" for a in est["assumptions"]))
+
+
+def _memory(vram: dict, hw: dict) -> None:
+    what = "GPU memory" if hw.get("is_gpu") else "Memory"
+    total, available = float(vram["total_gb"]), float(vram["available_gb"])
+    st.markdown(f"**{what} per worker:** {total:,.1f} of {available:,.0f} GB")
+    st.progress(min(total / available, 1.0) if available else 1.0)
+    st.caption(f"base weights {vram['base_weights_gb']:,.2f} GB · LoRA + optimizer "
+               f"{vram['lora_and_optimizer_gb']:,.2f} GB · activations "
+               f"{vram['activations_gb']:,.2f} GB · overhead {vram['overhead_gb']:,.2f} GB")
+    if vram["fits"]:
+        st.success(f"Fits: {vram['headroom_gb']:,.1f} GB headroom.", icon=":material/memory:")
+    else:
+        st.error(f"Does not fit: needs {total - available:,.1f} GB more than the "
+                 f"{available:,.0f} GB available. Lower the batch size or sequence length, or "
+                 "pick a bigger GPU.", icon=":material/memory:")
+
+
+def show_budget(budget: dict) -> bool:
+    """The budget state of the estimate; True when starting needs an over-budget confirmation."""
+    level = budget.get("level")
+    projected, limit = budget.get("projected") or 0.0, budget.get("budget")
+    if not limit or level == "no_budget":
+        st.caption(f"No monthly budget set (spent {fmt_money(budget.get('month_spend'))} this "
+                   "month). Set one on the Costs page.")
+        return bool(budget.get("over_budget"))
+    text = (f"This month's spend after this job: {fmt_money(projected)} of your "
+            f"{fmt_money(limit)} budget ({budget.get('percent') or 0:.0f} %).")
+    if budget.get("over_budget"):
+        st.error("**Over budget.** " + text, icon=":material/report:")
+        return True
+    if level in ("high", "critical"):
+        st.warning("**Close to the budget.** " + text, icon=":material/warning:")
+    else:
+        st.success("Within budget. " + text, icon=":material/savings:")
+    return False
+
+
+# ----- assistant-mask preview --------------------------------------------------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def mask_segments(base_model: str, max_seq_length: int, turns_json: str) -> dict:
+    """Runs of (text, trained) for one conversation encoded exactly as training encodes it."""
+    from backend.dataset_validation import load_tokenizer
+    from backend.training_data import IGNORE_INDEX, encode_conversation
+
+    tok = load_tokenizer(base_model)
+    enc = encode_conversation(tok, json.loads(turns_json), max_seq_length)
+    segments: list[tuple[str, bool]] = []
+    run: list[int] = []
+    current = None
+    for token, label in zip(enc.input_ids, enc.labels):
+        trained = label != IGNORE_INDEX
+        if run and trained != current:
+            segments.append((tok.decode(run), bool(current)))
+            run = []
+        current = trained
+        run.append(token)
+    if run:
+        segments.append((tok.decode(run), bool(current)))
+    return {"segments": segments, "tokens": len(enc.input_ids),
+            "trained": sum(1 for label in enc.labels if label != IGNORE_INDEX),
+            "truncated": enc.truncated}
+
+
+def mask_html(segments: list[tuple[str, bool]]) -> str:
+    """Escaped text; trained runs highlighted, context runs greyed."""
+    spans = "".join(f'<span style="{TRAINED_STYLE if trained else CONTEXT_STYLE}">'
+                    f"{html.escape(text)}</span>" for text, trained in segments)
+    return ('<div style="font-family:ui-monospace,monospace;font-size:0.85rem;line-height:1.6;'
+            'white-space:pre-wrap;word-break:break-word;border:1px solid #d0d4da;'
+            f'border-radius:6px;padding:10px 12px;">{spans}</div>')
+
+
+def show_mask_preview(dataset, base_model: str, max_seq_length: int) -> None:
+    """One sample conversation as the model sees it, trained tokens highlighted."""
+    sample = [c for c in (dataset.sample_data or []) if c.get("turns")]
+    with st.expander("What the model is trained on (assistant-mask preview)",
+                     icon=":material/visibility:"):
+        if not sample:
+            st.info("This dataset has no preview conversations.")
+            return
+        ids = list(range(len(sample)))
+        i = st.selectbox("Conversation", ids, key="configure_preview_conversation",
+                         format_func=lambda k: str(sample[k].get("conversation_id") or k))
+        turns = [{"role": t.get("role"), "content": t.get("content", "")}
+                 for t in sample[i]["turns"]]
+        try:
+            out = mask_segments(base_model, int(max_seq_length), json.dumps(turns))
+        except BrightRunError as exc:
+            show_error(exc)
+            return
+        st.caption(f"Formatted with the chat template of {literal(base_model)}: "
+                   f"{out['tokens']:,} tokens, **{out['trained']:,} trained** (highlighted: "
+                   "assistant tokens, label ≠ −100); grey tokens are context only (label −100)."
+                   + (" Truncated at the max sequence length." if out["truncated"] else ""))
+        st.html(mask_html(out["segments"]))

@@ -1,0 +1,141 @@
+"""Altair charts for training jobs and models: loss curves (training vs validation), learning
+rate, throughput, a compare-runs overlay, the estimate's cost breakdown and spend by day.
+
+Built from plain data (metric point objects or dicts); no service calls here.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import altair as alt
+import pandas as pd
+
+COST_COLOURS = {"compute": "#4c78a8", "storage": "#f58518", "data_transfer": "#54a24b"}
+RUN_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2", "#eeca3b",
+               "#9d755d"]
+COST_LABELS = {"compute": "compute", "storage": "storage", "data_transfer": "data transfer"}
+
+
+def _get(point, name: str):
+    return point.get(name) if isinstance(point, dict) else getattr(point, name, None)
+
+
+def metrics_frame(points: Iterable) -> pd.DataFrame:
+    """Metric points → one row per point (step, epoch, losses, learning rate, throughput)."""
+    cols = ("step", "epoch", "training_loss", "validation_loss", "learning_rate", "throughput",
+            "gradient_norm", "gpu_utilization")
+    return pd.DataFrame([{c: _get(p, c) for c in cols} for p in points], columns=cols)
+
+
+def loss_chart(points: Iterable, height: int = 280) -> alt.Chart | None:
+    """Training loss as a line and validation loss as a line with dots, against the step."""
+    df = metrics_frame(points)
+    long = df.melt(id_vars=["step", "epoch"], value_vars=["training_loss", "validation_loss"],
+                   var_name="series", value_name="loss").dropna(subset=["loss"])
+    if long.empty:
+        return None
+    long["series"] = long["series"].map({"training_loss": "training",
+                                         "validation_loss": "validation"})
+    colour = alt.Color("series:N", title=None, scale=alt.Scale(
+        domain=["training", "validation"], range=["#4c78a8", "#e45756"]),
+        legend=alt.Legend(orient="top"))
+    base = alt.Chart(long).encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        color=colour,
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q"),
+                 alt.Tooltip("loss:Q", format=".4f")])
+    line = base.mark_line(interpolate="monotone")
+    dots = base.transform_filter(alt.datum.series == "validation").mark_point(filled=True, size=45)
+    return alt.layer(line, dots).properties(height=height)
+
+
+def series_chart(points: Iterable, field: str, title: str, fmt: str = ".3g",
+                 colour: str = "#72b7b2", height: int = 200) -> alt.Chart | None:
+    """One metric (``field``) against the step, or None when no point carries it."""
+    df = metrics_frame(points)[["step", field]].dropna()
+    if df.empty:
+        return None
+    return alt.Chart(df).mark_line(color=colour, interpolate="monotone").encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=fmt)),
+        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip(f"{field}:Q", title=title, format=fmt)],
+    ).properties(height=height)
+
+
+def compare_chart(runs: dict[str, list]) -> alt.Chart | None:
+    """Loss curves of several runs overlaid: colour = run, dashed = validation."""
+    frames = []
+    for label, points in runs.items():
+        df = metrics_frame(points)
+        long = df.melt(id_vars=["step"], value_vars=["training_loss", "validation_loss"],
+                       var_name="series", value_name="loss").dropna(subset=["loss"])
+        long["series"] = long["series"].map({"training_loss": "training",
+                                             "validation_loss": "validation"})
+        long["run"] = label
+        frames.append(long)
+    data = pd.concat(frames) if frames else pd.DataFrame()
+    if data.empty:
+        return None
+    return alt.Chart(data).mark_line(interpolate="monotone", point=False).encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title="run", scale=alt.Scale(range=RUN_COLOURS),
+                        legend=alt.Legend(orient="top", labelLimit=260)),
+        strokeDash=alt.StrokeDash("series:N", title=None, scale=alt.Scale(
+            domain=["training", "validation"], range=[[1, 0], [5, 3]])),
+        detail="series:N",
+        tooltip=["run:N", "series:N", "step:Q", alt.Tooltip("loss:Q", format=".4f")],
+    ).properties(height=320)
+
+
+def cost_breakdown_chart(cost: dict) -> alt.Chart:
+    """The estimate's cost by type as horizontal bars with dollar labels."""
+    df = pd.DataFrame([{"type": COST_LABELS[k], "key": k, "amount": float(cost.get(k) or 0.0)}
+                       for k in COST_COLOURS])
+    order = [COST_LABELS[k] for k in COST_COLOURS]
+    base = alt.Chart(df).encode(
+        y=alt.Y("type:N", title=None, sort=order, axis=alt.Axis(labelOverlap=False)),
+        x=alt.X("amount:Q", title="estimated cost ($)", axis=alt.Axis(format="$,.2f")),
+        tooltip=[alt.Tooltip("type:N"), alt.Tooltip("amount:Q", format="$,.4f")])
+    bars = base.mark_bar().encode(color=alt.Color("key:N", legend=None, scale=alt.Scale(
+        domain=list(COST_COLOURS), range=list(COST_COLOURS.values()))))
+    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("amount:Q", format="$,.2f"))
+    return alt.layer(bars, labels).properties(height=150)
+
+
+def spend_by_day_chart(by_day: list[dict]) -> alt.Chart | None:
+    """Month-to-date spend per day, stacked by cost type. ``by_day``: [{day, cost_type, amount}]."""
+    if not by_day:
+        return None
+    df = pd.DataFrame(by_day)
+    df["type"] = df["cost_type"].map(lambda t: COST_LABELS.get(t, t))
+    df["date"] = pd.to_datetime(df["day"]).dt.strftime("%b %d")
+    order = list(dict.fromkeys(df.sort_values("day")["date"]))
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("date:O", title="day", sort=order, axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("sum(amount):Q", title="spend ($)", axis=alt.Axis(format="$,.2f"), stack="zero"),
+        color=alt.Color("type:N", title="cost type", scale=alt.Scale(
+            domain=[COST_LABELS[k] for k in COST_COLOURS], range=list(COST_COLOURS.values())),
+            legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("day:N"), "type:N",
+                 alt.Tooltip("sum(amount):Q", title="amount", format="$,.4f")],
+    ).properties(height=280)
+
+
+def budget_gauge(spend: float, budget: float) -> alt.Chart:
+    """Spend as a bar against the budget; marks (and axis ticks) at 80 % (high) and 100 %
+    (critical)."""
+    top = max(budget * 1.1, spend * 1.05)
+    colour = "#e45756" if spend >= budget else "#f58518" if spend >= 0.8 * budget else "#54a24b"
+    x = alt.X("x:Q", title=None, scale=alt.Scale(domain=[0, top]),
+              axis=alt.Axis(values=[0, 0.8 * budget, budget], format="$,.0f", grid=False))
+    track = alt.Chart(pd.DataFrame({"x": [top]})).mark_bar(color="#eceff3", size=26).encode(x=x)
+    bar = alt.Chart(pd.DataFrame({"x": [spend]})).mark_bar(color=colour, size=26).encode(
+        x="x:Q", tooltip=[alt.Tooltip("x:Q", title="spent", format="$,.2f")])
+    ticks = [alt.Chart(pd.DataFrame({"x": [value], "label": [label]})).mark_tick(
+        color=tick_colour, thickness=3, size=34).encode(  # a rule with x alone draws nothing here
+        x="x:Q", tooltip=["label:N", alt.Tooltip("x:Q", format="$,.2f")])
+        for value, label, tick_colour in ((0.8 * budget, "80 % (high)", "#1f2328"),
+                                          (budget, "100 % (critical)", "#b0211a"))]
+    return alt.layer(track, bar, *ticks).properties(height=56)

@@ -1,0 +1,157 @@
+"""Small pieces shared by the Jobs and Monitor pages: formatting (money, durations, ETA), the stage
+indicator, a job's label, the configuration rows used by the compare-runs diff, and a throttled
+call of the reconciler (at most every ``RECONCILE_EVERY_S`` seconds for the whole process)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from app.widgets import literal
+from backend import states
+from backend.errors import BrightRunError
+
+log = logging.getLogger(__name__)
+RECONCILE_EVERY_S = 10.0
+_reconcile_lock = threading.Lock()
+_last_reconcile = [0.0]
+
+STAGE_LABELS = {"queued": "Queued", "initializing": "Initializing", "training": "Training",
+                "validating": "Validating", "saving": "Saving", "completed": "Completed"}
+
+
+def fmt_money(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"${value:,.{digits}f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """1 h 05 min · 3 min 12 s · 45 s."""
+    if seconds is None:
+        return "—"
+    s = int(max(0, round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+def fmt_duration_short(seconds: float | None) -> str:
+    """For metric cards: 45 s · 3 min · 2.4 h."""
+    if seconds is None:
+        return "—"
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def elapsed_s(job) -> float | None:
+    """Seconds the job has run (to its end when it ended); None before it started."""
+    if job.started_at is None:
+        return None
+    end = _aware(job.completed_at) if job.completed_at else datetime.now(timezone.utc)
+    return (end - _aware(job.started_at)).total_seconds()
+
+
+def eta_text(job) -> str:
+    """'in 4 min 10 s (14:05 UTC)' while running; '—' otherwise."""
+    if job.status not in states.JOB_ACTIVE or job.estimated_completion_at is None:
+        return "—"
+    when = _aware(job.estimated_completion_at)
+    left = (when - datetime.now(timezone.utc)).total_seconds()
+    if left <= 0:
+        return "any moment now"
+    return f"in {fmt_duration(left)} ({when.strftime('%H:%M UTC')})"
+
+
+def job_cost(job) -> float:
+    return float(job.final_cost if job.final_cost is not None else job.current_cost or 0.0)
+
+
+def progress_fraction(job) -> float:
+    return min(max(float(job.progress or 0) / 100.0, 0.0), 1.0)
+
+
+def job_label(job) -> str:
+    """Plain text (for select options and chart legends): 'name · 1a2b3c4d'."""
+    return f"{job.name or 'job'} · {job.id[:8]}"
+
+
+def hardware_text(job) -> str:
+    gpu = job.gpu_config or {}
+    return f"{gpu.get('num_workers') or 1} × {gpu.get('gpu_type') or '—'}"
+
+
+def stage_markdown(job) -> str:
+    """queued → initializing → … → completed with done / current / not reached marks."""
+    current = job.current_stage if job.current_stage in states.JOB_STAGES else "queued"
+    index = states.JOB_STAGES.index(current)
+    ended_badly = job.status in ("failed", "cancelled")
+    parts = []
+    for i, stage in enumerate(states.JOB_STAGES):
+        label = STAGE_LABELS[stage]
+        if job.status == "completed" or i < index:
+            parts.append(f":green[:material/check_circle: {label}]")
+        elif i == index and ended_badly:
+            icon = "cancel" if job.status == "cancelled" else "error"
+            parts.append(f":red[:material/{icon}: **{label}** ({job.status})]")
+        elif i == index:
+            parts.append(f":blue[:material/pending: **{label}**]")
+        else:
+            parts.append(f":gray[:material/radio_button_unchecked: {label}]")
+    return " &nbsp;→&nbsp; ".join(parts)
+
+
+def config_rows(job) -> dict[str, str]:
+    """Flat configuration of a job for the compare table (values as text)."""
+    rows = {"dataset": job.dataset_name or job.dataset_id, "preset": job.preset_id,
+            "hardware": hardware_text(job), "status": job.status}
+    for key, value in sorted((job.hyperparameters or {}).items()):
+        rows[key] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return rows
+
+
+def config_diff(jobs: list, only_different: bool = True) -> pd.DataFrame:
+    """One row per configuration field, one column per job; only the differing rows if asked."""
+    columns = {job_label(j): config_rows(j) for j in jobs}
+    fields: list[str] = []
+    for rows in columns.values():
+        fields += [f for f in rows if f not in fields]
+    data = {label: [rows.get(f, "—") for f in fields] for label, rows in columns.items()}
+    df = pd.DataFrame(data, index=fields)
+    df.index.name = "field"
+    if only_different and len(columns) > 1:
+        df = df[df.nunique(axis=1) > 1]
+    return df.reset_index()
+
+
+def maybe_reconcile(now: float | None = None) -> bool:
+    """Run ``backend.jobs.reconcile()`` unless it ran in the last ``RECONCILE_EVERY_S`` seconds
+    (across every session of this server). Returns whether it ran. Errors are logged, not shown."""
+    from backend import jobs
+
+    now = time.monotonic() if now is None else now
+    with _reconcile_lock:
+        if now - _last_reconcile[0] < RECONCILE_EVERY_S:
+            return False
+        _last_reconcile[0] = now
+    try:
+        jobs.reconcile()
+    except BrightRunError as exc:
+        log.warning("reconcile failed: %s", exc)
+    return True
+
+
+def name_markdown(job) -> str:
+    """The job's name as literal markdown (its id when unnamed)."""
+    return literal(job.name or f"job {job.id[:8]}")

@@ -1,0 +1,147 @@
+"""Read-only parts of the Models page: the list table, the rating badge, and the detail view's
+quality metrics, training summary, configuration, loss curve and lineage."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import job_charts
+from app.job_widgets import fmt_duration, fmt_money
+from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
+from backend import jobs
+from backend.errors import BrightRunError
+
+RATING_COLOURS = {"excellent": ("green", "verified"), "good": ("blue", "thumb_up"),
+                  "fair": ("orange", "trending_flat"), "poor": ("red", "thumb_down")}
+LIST_COLS = [3, 1.2, 1.4, 2.2, 1.3, 1.2, 1.4, 0.9]
+
+
+def rating_badge(rating: str | None) -> str:
+    """Convergence rating (excellent / good / fair / poor) as a coloured badge."""
+    colour, icon = RATING_COLOURS.get(rating or "", ("gray", "help"))
+    return f":{colour}-badge[:material/{icon}: {literal(rating or 'unrated')}]"
+
+
+def _loss(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def list_table(items, on_open) -> None:
+    head = st.columns(LIST_COLS, vertical_alignment="bottom")
+    for col, label in zip(head, ("Model", "Status", "Rating", "Base model", "Val. loss",
+                                 "Perplexity", "Created", "")):
+        if label:
+            col.markdown(f"**{label}**")
+    for m in items:
+        q = m.quality_metrics or {}
+        row = st.columns(LIST_COLS, vertical_alignment="center")
+        row[0].markdown(f"**{literal(m.name)}** {literal(m.version)}")
+        row[1].markdown(badge_markdown(m.status))
+        row[2].markdown(rating_badge(q.get("convergence_quality")))
+        row[3].markdown(literal(m.base_model))
+        row[4].markdown(_loss(q.get("final_validation_loss")))
+        ppl = q.get("perplexity")
+        row[5].markdown("—" if ppl is None else f"{ppl:,.2f}")
+        row[6].markdown(fmt_time(m.created_at))
+        row[7].button("Open", key=f"models_open_{m.id}", on_click=on_open, args=(m.id,),
+                      width="stretch")
+
+
+def header(m) -> None:
+    q = m.quality_metrics or {}
+    st.subheader(f"{literal(m.name)} {literal(m.version)}", anchor=False)
+    st.markdown(f"{badge_markdown(m.status)} &nbsp; {rating_badge(q.get('convergence_quality'))}"
+                f" &nbsp; base model {literal(m.base_model)} · created {fmt_time(m.created_at)}")
+    if m.description:
+        st.markdown(literal(m.description))
+
+
+def quality(m) -> None:
+    q = m.quality_metrics or {}
+    c = st.columns(5)
+    c[0].metric("Final training loss", _loss(q.get("final_training_loss")))
+    c[1].metric("Final validation loss", _loss(q.get("final_validation_loss")))
+    c[2].metric("Best validation loss", _loss(q.get("best_validation_loss")))
+    ppl = q.get("perplexity")
+    c[3].metric("Perplexity", "—" if ppl is None else f"{ppl:,.2f}",
+                help="exp(final validation loss)")
+    c[4].metric("Best epoch", "—" if q.get("best_epoch") is None else str(q["best_epoch"]))
+    st.caption(f"Convergence **{literal(q.get('convergence_quality') or 'unrated')}**: rated from "
+               "how far the loss fell and the gap between validation and training loss.")
+
+
+def training_summary(m) -> None:
+    t = m.training_summary or {}
+    c = st.columns(4)
+    c[0].metric("Duration", fmt_duration(t.get("duration_seconds")))
+    c[1].metric("Epochs / steps",
+                f"{fmt_int(t.get('total_epochs'))} / {fmt_int(t.get('total_steps'))}")
+    c[2].metric("Tokens processed", fmt_int(t.get("total_tokens_processed")))
+    tps = t.get("avg_throughput")
+    c[3].metric("Avg throughput", "—" if tps is None else f"{tps:,.0f} tok/s")
+    c = st.columns(4)
+    c[0].metric("Hardware", f"{t.get('workers') or 1} × {t.get('hardware') or '—'}")
+    gpu_h = t.get("gpu_hours")
+    c[1].metric("GPU-hours", "—" if gpu_h is None else f"{gpu_h:,.3f}")
+    c[2].metric("Training cost", fmt_money(t.get("total_cost")))
+    c[3].metric("Truncated conversations", fmt_int(t.get("truncated_conversations")))
+
+
+def configuration(m) -> None:
+    cfg = m.configuration or {}
+    hyper = cfg.get("hyperparameters") or {}
+    st.caption(f"Preset {literal(cfg.get('preset_id') or '—')} · dataset "
+               f"{literal(cfg.get('dataset_name') or '—')}")
+    rows = [{"field": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)}
+            for k, v in hyper.items()]
+    rows += [{"field": f"gpu_config.{k}", "value": str(v)}
+             for k, v in (cfg.get("gpu_config") or {}).items()]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content")
+
+
+def loss_curve(actor, m) -> None:
+    try:
+        points = jobs.job_metrics(actor, m.job_id, max_points=1000)
+    except BrightRunError:
+        points = []
+    chart = job_charts.loss_chart(points) if points else None
+    if chart is None:
+        st.caption("No loss history recorded for this model's job.")
+        return
+    st.altair_chart(chart, width="stretch")
+
+
+def lineage_links(info: dict) -> None:
+    """Dataset → job → model, parent and children, as links to their pages."""
+    c = st.columns(4)
+    ds, job, parent = info.get("dataset"), info.get("job"), info.get("parent")
+    with c[0]:
+        st.caption("Dataset")
+        if ds:
+            st.page_link(page_path("datasets"), label=literal(ds["name"]),
+                         query_params={"id": ds["id"]}, icon=":material/dataset:")
+        else:
+            st.markdown("—")
+    with c[1]:
+        st.caption("Training job")
+        if job:
+            st.page_link(page_path("monitor"), label=f"{job['id'][:8]} · {literal(job['status'])}",
+                         query_params={"job_id": job["id"]}, icon=":material/monitoring:")
+        else:
+            st.markdown("—")
+    with c[2]:
+        st.caption("Parent model")
+        if parent:
+            st.page_link(page_path("models"), label=literal(parent["name"]),
+                         query_params={"id": parent["id"]}, icon=":material/account_tree:")
+        else:
+            st.markdown("none (trained from the base model)")
+    with c[3]:
+        st.caption("Trained from this model")
+        for child in info.get("children") or []:
+            st.page_link(page_path("models"), label=literal(child["name"]),
+                         query_params={"id": child["id"]},
+                         icon=":material/subdirectory_arrow_right:")
+        if not info.get("children"):
+            st.markdown("none yet")

@@ -1,0 +1,184 @@
+"""Configure page: dataset picker (preselected), presets fill the form, the estimate follows the
+settings, assistant-mask preview, bad input creates nothing, over-budget confirmation, Start
+training creates the job (Ray submission recorded; one test submits to the real Ray head)."""
+from __future__ import annotations
+
+import pytest
+
+from app.widgets import literal
+from backend import jobs
+from backend.users import set_budget
+from tests.pages.conftest import TIMEOUT, jsonl, make_dataset, open_app, texts
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """Record the Ray submissions create_job makes (the one boundary page tests replace)."""
+    calls: list[str] = []
+    monkeypatch.setattr(jobs, "submit_job", lambda job_id: calls.append(job_id) or "raysub-1")
+    return calls
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _num(at, field: str):
+    return at.number_input(key=f"configure_{field}")
+
+
+def _money(text: str) -> float:
+    return float(text.replace("$", "").replace(",", ""))
+
+
+def test_empty_state_without_ready_datasets(actor):
+    make_dataset(actor, "still validating", validate=False)
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    assert "No ready datasets yet" in texts(at)
+    assert not [b for b in at.button if b.key == "configure_start"]
+
+
+def test_preselected_dataset_summary_and_estimate(actor):
+    make_dataset(actor, "first")
+    second = make_dataset(actor, "Second <b>set</b>", n=20)
+    at = open_app("configure", {"dataset_id": second.id})
+    assert not at.exception, at.exception
+    assert at.selectbox(key="configure_dataset").value == second.id
+    m = _metrics(at)
+    assert m["Conversations"] == "20"
+    assert m["Estimated cost"] == "$0.00"  # local CPU by default
+    assert int(m["Tokens to train"].replace(",", "")) > 0
+    page = texts(at)
+    assert "Fits:" in page and "calibrated from 0 finished jobs" in page
+    assert "No monthly budget set" in page
+    assert at.session_state["configure_dataset_id"] == second.id
+    assert at.button(key="configure_start").disabled is False
+
+
+def test_presets_fill_the_form(actor):
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    assert _num(at, "num_epochs").value == 5 and _num(at, "lora_rank").value == 16  # balanced
+    at.button(key="configure_preset_aggressive").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
+            _num(at, "batch_size").value) == (10, 32, 16)
+    assert _num(at, "learning_rate").value == pytest.approx(3e-4)
+    assert "Preset **aggressive** ·" in texts(at)
+    at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
+    assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
+            _num(at, "warmup_steps").value) == (3, 8, 100)
+    _num(at, "lora_rank").set_value(12).run(timeout=TIMEOUT)
+    assert "Preset **conservative** (modified)" in texts(at)
+    # every field has its description as tooltip
+    assert "Passes over the training split" in _num(at, "num_epochs").help
+
+
+def test_changing_epochs_changes_the_estimate(actor):
+    make_dataset(actor, "d", n=40)
+    at = open_app("configure")
+    at.selectbox(key="configure_base_model").select("mistralai/Mistral-7B-v0.1")  # catalog size
+    at.selectbox(key="configure_hardware").select("A100-80GB").run(timeout=TIMEOUT)
+    before = _metrics(at)
+    _num(at, "num_epochs").set_value(10).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    after = _metrics(at)
+    tokens = [int(x["Tokens to train"].replace(",", "")) for x in (before, after)]
+    assert tokens[1] == pytest.approx(2 * tokens[0], abs=2)
+    assert _money(after["Estimated cost"]) > _money(before["Estimated cost"]) > 0
+    assert "GPU memory per worker" in texts(at)
+    _num(at, "workers").set_value(4).run(timeout=TIMEOUT)
+    assert _metrics(at)["GPU-hours"] != after["GPU-hours"]
+    assert _num(at, "workers").max == 8  # the hardware's max_workers
+
+
+def test_assistant_mask_preview_highlights_trained_tokens_escaped(actor):
+    rows = jsonl(5, text="<script>alert(1)</script> **bold**")
+    make_dataset(actor, "html inside", content=rows)
+    at = open_app("configure")
+    (preview,) = at.get("html")
+    body = preview.proto.body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>" not in body
+    assert body.count("background:#c8f0d0") >= 1  # the assistant turn is highlighted
+    assert "Answer 0: it ships tomorrow." in body
+    caption = next(c.value for c in at.caption if "trained** (highlighted" in c.value)
+    assert "tokens, **" in caption
+
+
+def test_start_training_creates_the_job_and_opens_monitor(actor, submitted):
+    d = make_dataset(actor, "support")
+    at = open_app("configure")
+    at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
+    _num(at, "num_epochs").set_value(2)
+    at.text_input(key="configure_name").input("First <i>run</i>").run(timeout=TIMEOUT)
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    (job,) = jobs.list_jobs(actor).items
+    assert submitted == [job.id]
+    assert (job.name, job.dataset_id, job.preset_id, job.total_epochs) == (
+        "First <i>run</i>", d.id, "custom", 2)
+    assert job.hyperparameters["lora_rank"] == 8 and job.gpu_config["gpu_type"] == "cpu-local"
+    assert at.session_state["monitor_job_id"] == job.id
+    assert at.query_params.get("job_id") in (job.id, [job.id])
+    assert literal("First <i>run</i>") in texts(at)  # Monitor shows it, literally
+
+
+def test_bad_input_is_an_error_and_creates_nothing(actor, submitted):
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    _num(at, "batch_size").set_value(512)
+    _num(at, "gradient_accumulation_steps").set_value(32).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "invalid training configuration" in errors and "8192" in errors
+    assert at.button(key="configure_start").disabled  # AppTest refuses clicks on it, as a browser
+    assert jobs.list_jobs(actor).total == 0 and submitted == []
+
+
+def test_base_model_not_on_this_machine_is_explained(actor, submitted):
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    at.selectbox(key="configure_base_model").select("mistralai/Mistral-7B-v0.1")
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert _money(_metrics(at)["Estimated cost"]) >= 0  # the catalog sizes it for the estimate
+    assert any("is not on this machine" in e.value for e in at.error)  # no tokenizer to preview
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert any("BrightRun never downloads" in e.value for e in at.error)
+    assert jobs.list_jobs(actor).total == 0 and submitted == []
+
+
+def test_over_budget_needs_confirmation(actor, submitted):
+    make_dataset(actor, "d", n=40)
+    set_budget(actor, actor.id, 0.01)
+    at = open_app("configure")
+    at.selectbox(key="configure_hardware").select("H100-80GB").run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert any("Over budget" in e.value for e in at.error)
+    assert at.button(key="configure_start").disabled
+    at.checkbox(key="configure_confirm_over_budget").check().run(timeout=TIMEOUT)
+    assert not at.button(key="configure_start").disabled
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    (job,) = jobs.list_jobs(actor).items
+    assert job.budget_decision["confirmed_over_budget"] and submitted == [job.id]
+
+
+@pytest.mark.ray
+def test_start_training_submits_to_ray(ray_env):
+    from backend.users import ensure_local_user
+
+    actor = ensure_local_user()
+    make_dataset(actor, "ray run")
+    at = open_app("configure")
+    _num(at, "num_epochs").set_value(1)
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    (job,) = jobs.list_jobs(actor).items
+    assert job.external_job_id, job.error_message  # submitted through the Ray Job API
+    assert ray_env.info(job.external_job_id)["status"] in ("PENDING", "RUNNING", "SUCCEEDED",
+                                                           "FAILED")
+    if job.status in ("queued", "initializing", "running"):
+        assert jobs.cancel_job(actor, job.id).status == "cancelled"

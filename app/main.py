@@ -38,13 +38,16 @@ def build_pages() -> dict[str, st.Page]:
 def main() -> None:
     st.set_page_config(page_title="BrightRun LoRA Studio", page_icon=":material/bolt:",
                        layout="wide")
+    # Navigation first, so a deep link (/models?id=…) survives the sign-in form in password mode;
+    # signed-out visitors see no page list.
+    pages = build_pages()
+    signed_in = (not auth.password_mode()) or bool(st.session_state.get(auth.SESSION_KEY))
+    nav = st.navigation(list(pages.values()), position="sidebar" if signed_in else "hidden")
     try:
         user = auth.current_user()
     except BrightRunError as exc:  # e.g. the database is unreachable or out of date
         widgets.show_error(exc)
         st.stop()
-    pages = build_pages()
-    nav = st.navigation(list(pages.values()))
     st.sidebar.markdown("### :material/bolt: BrightRun LoRA Studio")
     auth.sidebar_user(user)
     widgets.sidebar_unread(user, pages["notifications"])

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_show)
     p = models.add_parser("download", help="download every file of the adapter into a folder")
     p.add_argument("id")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="folder to write the files into (not needed with --urls)")
     p.add_argument("--urls", action="store_true", help="print expiring download URLs instead")
     p.set_defaults(func=cmd_download)
 
@@ -54,13 +54,16 @@ def cmd_show(args) -> int:
 
 
 def cmd_download(args) -> int:
+    from backend.errors import InvalidInput
     from backend.models import download_urls, model_files, open_file
 
     who = actor(args)
     if args.urls:
         for f in download_urls(who, args.id):
-            console.print(f"{f['name']}: {f['url']}", markup=False, highlight=False)
+            print(f"{f['name']}: {f['url']}")  # plain print: rich would fold long URLs at 80 cols
         return 0
+    if not args.out:
+        raise InvalidInput("give --out FOLDER to download into (or --urls to print the links)")
     out = Path(args.out)
     for f in model_files(who, args.id):
         dest = out / f["name"]

@@ -8,6 +8,7 @@ from backend.config import get_settings
 from backend.storage import get_object_store
 
 log = logging.getLogger(__name__)
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # local files this big are validated by several processes
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,9 +31,17 @@ def validate_object(key: str, *, declared_format: str | None, max_seq_length: in
 
     model = base_model or get_settings().default_base_model
     tokenizer = load_tokenizer(model)
-    with get_object_store().open(key) as fh:
+    name = f"{model} ({type(tokenizer).__name__}, vocab {len(tokenizer)})"
+    store = get_object_store()
+    uri = store.uri(key)
+    if uri.startswith("file://") and store.size(key) >= PARALLEL_MIN_BYTES:
+        from backend.base_models import resolve_base_model
+        from backend.validation_parallel import validate_path
+
+        folder = resolve_base_model(model, get_settings().home)
+        return validate_path(uri, tokenizer_path=str(folder), declared_format=declared_format,
+                             max_seq_length=max_seq_length, tokenizer_name=name)
+    with store.open(key) as fh:
         return validate_stream(fh, declared_format=declared_format,
                                count_tokens=tokenizer_counter(tokenizer),
-                               max_seq_length=max_seq_length,
-                               tokenizer_name=f"{model} ({type(tokenizer).__name__}, "
-                                              f"vocab {len(tokenizer)})")
+                               max_seq_length=max_seq_length, tokenizer_name=name)

@@ -198,6 +198,7 @@ class _Validation:
         self.preview: list[dict[str, Any]] = []
         self.accepted_ids: list[str] = []  # accepted since the last flush_accepted()
         self.accepted_info: list[tuple] = []  # (assistant turns, warn, assistant indexes, turns)
+        self.warn_lines: list[int] = []  # fast loop lines without system prompt, not yet logged
         self.role_info: dict[tuple, tuple] = {}  # raw roles -> the same tuple, or () if not ok
         self.data_lines = 0  # non-blank lines seen by the full check (only used for empty_file)
         self.stopped = False
@@ -310,6 +311,8 @@ class _Validation:
         self.accepted_info.clear()
 
     def _counted(self, key: tuple, counts: list[int]) -> None:
+        if self.warn_lines:  # a line's missing_system_prompt before its truncated, as in line()
+            self._log_warn_lines()
         line_no, assistant_index = key
         total = sum(counts)
         self.stats.add_tokens(total, sum(map(counts.__getitem__, assistant_index)))
@@ -356,7 +359,8 @@ class _Validation:
         get_role, get_content = itemgetter(spec.role_key), itemgetter(spec.content_key)
         keys_ok, loads, strip = _FAST_TOP[self.fmt].issuperset, orjson.loads, str.strip
         first_line, known_roles, batcher = self.seen.setdefault, self.role_info.get, self.batcher
-        accepted_ids, accepted_info, warn_lines = self.accepted_ids, self.accepted_info, []
+        accepted_ids, accepted_info, warn_lines = self.accepted_ids, self.accepted_info, \
+            self.warn_lines
         for raw in lines:
             line_no += 1
             try:
@@ -394,16 +398,19 @@ class _Validation:
             if info[1]:
                 warn_lines.append(line_no)
                 if len(warn_lines) >= _FLUSH:
-                    self.log.add_many(warn_lines, "missing_system_prompt", "no system prompt")
-                    warn_lines.clear()
+                    self._log_warn_lines()
             accepted_ids.append(cid)
             accepted_info.append(info)
             if len(accepted_ids) >= _FLUSH:
                 self.flush_accepted()
             if batcher is not None:
                 batcher.add((line_no, info[2]), contents)
-        self.log.add_many(warn_lines, "missing_system_prompt", "no system prompt")
+        self._log_warn_lines()
         return line_no
+
+    def _log_warn_lines(self) -> None:
+        self.log.add_many(self.warn_lines, "missing_system_prompt", "no system prompt")
+        self.warn_lines.clear()
 
     def finish(self, lines: int, min_conversations: int) -> ValidationReport:
         if self.batcher is not None:
@@ -417,10 +424,10 @@ class _Validation:
                          f"{stats.conversations} valid conversation(s); at least "
                          f"{min_conversations} needed")
         ok = self.log.error_count == 0 and stats.conversations >= min_conversations
+        counts = {code: self.log.counts[code] for code in ISSUE_CODES if code in self.log.counts}
         return ValidationReport(format=self.fmt, ok=ok, error_count=self.log.error_count,
                                 warning_count=self.log.warning_count, issues=self.log.stored(),
-                                issue_counts=dict(self.log.counts), stats=stats,
-                                preview=self.preview)
+                                issue_counts=counts, stats=stats, preview=self.preview)
 
 
 def validate_stream(fileobj: BinaryIO, *, declared_format: str | None = None,
@@ -438,6 +445,16 @@ def validate_stream(fileobj: BinaryIO, *, declared_format: str | None = None,
     Raises InvalidInput for an unknown declared format, a bad argument or a text-mode file object;
     whatever ``fileobj.readline`` or ``count_tokens`` raise propagates.
     """
+    run = _new_run(declared_format, count_tokens, max_seq_length, min_conversations,
+                   validation_fraction, max_issues_stored, tokenizer_name, skip_tokens,
+                   max_line_bytes)
+    return run.finish(_read(fileobj, run, max_line_bytes), min_conversations)
+
+
+def _new_run(declared_format, count_tokens, max_seq_length, min_conversations, validation_fraction,
+             max_issues_stored, tokenizer_name, skip_tokens, max_line_bytes) -> _Validation:
+    """The run :func:`validate_stream` starts with these arguments (also used by
+    backend.validation_parallel). Raises InvalidInput like it."""
     if declared_format == "auto":
         declared_format = None
     if declared_format is not None and declared_format not in FORMATS:
@@ -453,9 +470,8 @@ def validate_stream(fileobj: BinaryIO, *, declared_format: str | None = None,
     elif count_tokens is None:
         count_tokens, tokenizer_name = whitespace_counter, WHITESPACE_TOKENIZER
     name = tokenizer_name or getattr(count_tokens, "tokenizer_name", None) or "custom counter"
-    run = _Validation(declared_format, count_tokens, name, max_seq_length, validation_fraction,
-                      max_issues_stored, max_line_bytes)
-    return run.finish(_read(fileobj, run, max_line_bytes), min_conversations)
+    return _Validation(declared_format, count_tokens, name, max_seq_length, validation_fraction,
+                       max_issues_stored, max_line_bytes)
 
 
 def _read(fileobj: BinaryIO, run: _Validation, limit: int) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from backend import job_progress as jp
-from backend.db.models import MetricsPoint
+from backend.db.models import MetricsPoint, utcnow
 from backend.db.session import session_scope
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class DbSink:
 
     def log(self, level: str, message: str, **meta: Any) -> None:
         level = {"debug": "INFO", "warn": "WARNING"}.get(level.lower(), level.upper())
-        self._logs.append({"level": level, "message": message, "metadata": meta or None})
+        self._logs.append({"level": level, "message": message, "metadata": meta or None,
+                           "timestamp": utcnow()})  # when it happened, not when it was flushed
         if level == "ERROR" or time.monotonic() - self._last_log_flush >= LOG_FLUSH_S:
             self.flush_logs()
 

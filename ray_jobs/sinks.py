@@ -222,8 +222,8 @@ def make_sink(spec: dict[str, Any] | ProgressSink | None) -> ProgressSink:
 
 class MetricBuffer:
     """Collects metric points on rank 0 and hands them to the sink every ``every_steps`` points or
-    ``every_s`` seconds (whichever first), followed by a ``progress`` call. ``flush()`` forces
-    it."""
+    ``every_s`` seconds (whichever first), followed by a ``progress`` call; the very first point
+    goes out at once (time to first metric). ``flush()`` forces it."""
 
     def __init__(self, sink: ProgressSink, every_steps: int = 10, every_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -231,13 +231,15 @@ class MetricBuffer:
         self._points: list[dict[str, Any]] = []
         self._last_flush = clock()
         self._progress: tuple | None = None
+        self._flushed_any = False
 
     def add(self, point: dict[str, Any], progress: tuple | None = None) -> None:
         """Buffer one point; ``progress`` is the argument tuple for ``sink.progress``."""
         self._points.append(point)
         self._progress = progress or self._progress
         due = self._clock() - self._last_flush >= self.every_s
-        if len(self._points) >= self.every_steps or due:
+        first = not self._flushed_any  # the first point goes out at once: the page shows life early
+        if first or len(self._points) >= self.every_steps or due:
             self.flush()
 
     def flush(self) -> None:
@@ -245,6 +247,7 @@ class MetricBuffer:
         if self._points:
             self.sink.metrics(self._points)
             self._points = []
+            self._flushed_any = True
         if self._progress is not None:
             self.sink.progress(*self._progress)
             self._progress = None

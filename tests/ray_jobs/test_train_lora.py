@@ -74,17 +74,19 @@ def test_metric_buffer_flushes_every_n_points_or_t_seconds():
     now = [0.0]
     sink = CollectingSink()
     buffer = MetricBuffer(sink, every_steps=3, every_s=10.0, clock=lambda: now[0])
-    for step in (1, 2):
+    buffer.add({"step": 1}, progress=(1, 1, 9, 0.0, {"step": 1}, None))
+    assert [len(p["points"]) for p in sink.of("metrics")] == [1]  # the first point at once
+    for step in (2, 3):
         buffer.add({"step": step}, progress=(1, step, 9, 0.0, {"step": step}, None))
-    assert sink.events == []
-    buffer.add({"step": 3})
-    assert [len(p["points"]) for p in sink.of("metrics")] == [3]
-    assert sink.of("progress")[0]["step"] == 2  # the latest progress given
+    assert len(sink.of("metrics")) == 1
+    buffer.add({"step": 4})
+    assert [len(p["points"]) for p in sink.of("metrics")] == [1, 3]
+    assert sink.of("progress")[-1]["step"] == 3  # the latest progress given
     now[0] = 11.0
-    buffer.add({"step": 4})  # time's up: flush a single point
-    assert [p["step"] for p in sink.points] == [1, 2, 3, 4]
+    buffer.add({"step": 5})  # time's up: flush a single point
+    assert [p["step"] for p in sink.points] == [1, 2, 3, 4, 5]
     buffer.flush()
-    assert len(sink.of("metrics")) == 2  # nothing buffered: no empty batch
+    assert len(sink.of("metrics")) == 3  # nothing buffered: no empty batch
 
 
 # ----- schedule and configuration ----------------------------------------------------------------

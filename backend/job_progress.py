@@ -262,8 +262,9 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                                  f"({qm['convergence_quality']} convergence)"))
             notify(s, row.user_id, "job_complete",
                    f"Training job {row.name or row.id[:8]} completed",
-                   f"Final validation loss {qm['final_validation_loss']}, "
-                   f"{qm['convergence_quality']} convergence, cost ${row.current_cost:,.2f}.",
+                   (f"Final validation loss {qm['final_validation_loss']:.4f}, "
+                    if qm["final_validation_loss"] is not None else "No validation split, ")
+                   + f"{qm['convergence_quality']} convergence, cost ${row.current_cost:,.2f}.",
                    action_url=f"/models?id={artifact_id}",
                    metadata={"job_id": row.id, "artifact_id": artifact_id})
             return artifact_id

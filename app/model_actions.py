@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import streamlit as st
 
-from app.widgets import fmt_bytes, literal, page_path, show_error, show_warning
+from app.widgets import confirm_delete, fmt_bytes, literal, page_path, show_error
 from backend import models, states
-from backend.errors import BrightRunError, Conflict
+from backend.errors import BrightRunError
 from backend.storage import get_object_store
 
 EAGER_BYTES = 200 * 1024 * 1024  # above this, files are read only when the button is clicked
@@ -121,24 +121,9 @@ def delete_section(actor, m, on_close) -> None:
             st.session_state["models_confirm_delete"] = m.id
             st.rerun()
         return
-    st.warning(f"Delete the model **{literal(m.name)}** {literal(m.version)}? It disappears from "
-               "every list; its files are kept for lineage until purged.",
-               icon=":material/delete:")
-    c = st.columns([1, 1, 5])
-    confirmed = c[0].button("Yes, delete", key="models_delete_confirm", type="primary")
-    if c[1].button("Cancel", key="models_delete_cancel"):
-        st.session_state.pop("models_confirm_delete", None)
-        st.rerun()
-    if not confirmed:
-        return
-    st.session_state.pop("models_confirm_delete", None)
-    try:
-        models.delete_model(actor, m.id)
-    except Conflict as exc:
-        show_warning(exc)
-        return
-    except BrightRunError as exc:
-        show_error(exc)
+    question = (f"Delete the model **{literal(m.name)}** {literal(m.version)}? It disappears from "
+                "every list; its files are kept for lineage until purged.")
+    if not confirm_delete("models", question, lambda: models.delete_model(actor, m.id)):
         return
     on_close()
     flash(f"Deleted {literal(m.name)} {literal(m.version)}.")

@@ -154,3 +154,28 @@ def sidebar_unread(actor, notifications_page) -> None:
         count = 0
     st.sidebar.page_link(notifications_page, label=f"Notifications ({count} unread)",
                          icon=":material/notifications:")
+
+
+def confirm_delete(prefix: str, question: str, delete) -> bool:
+    """The "Yes, delete / Cancel" step shared by the pages. ``delete()`` runs on confirmation; a
+    Conflict is shown as a warning, other BrightRunErrors as errors. True when it was deleted."""
+    from backend.errors import Conflict
+
+    st.warning(question, icon=":material/delete:")
+    c = st.columns([1, 1, 5])
+    confirmed = c[0].button("Yes, delete", key=f"{prefix}_delete_confirm", type="primary")
+    if c[1].button("Cancel", key=f"{prefix}_delete_cancel"):
+        st.session_state.pop(f"{prefix}_confirm_delete", None)
+        st.rerun()
+    if not confirmed:
+        return False
+    st.session_state.pop(f"{prefix}_confirm_delete", None)
+    try:
+        delete()
+    except Conflict as exc:
+        show_warning(exc)
+        return False
+    except BrightRunError as exc:
+        show_error(exc)
+        return False
+    return True

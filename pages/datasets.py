@@ -12,10 +12,10 @@ import streamlit as st
 
 from app import charts
 from app.auth import current_user
-from app.widgets import (ROOT, badge_markdown, fmt_bytes, fmt_float, fmt_int, fmt_time,
-                         format_label, handled, literal, page_path, show_error, show_warning)
+from app.widgets import (ROOT, badge_markdown, confirm_delete, fmt_bytes, fmt_float, fmt_int,
+                         fmt_time, format_label, handled, literal, page_path, show_error)
 from backend import datasets as ds
-from backend.errors import BrightRunError, Conflict
+from backend.errors import BrightRunError
 
 EXAMPLE = ROOT / "examples" / "demo-support-v4.jsonl"
 AUTO = "auto-detect"
@@ -322,24 +322,9 @@ def _actions(actor, d) -> None:
 
 
 def _confirm_delete(actor, d) -> None:
-    st.warning(f"Delete the dataset **{literal(d.name)}**? It disappears from every list; "
-               "models trained on it keep their lineage.", icon=":material/delete:")
-    c = st.columns([1, 1, 5])
-    confirmed = c[0].button("Yes, delete", key="datasets_delete_confirm", type="primary")
-    cancel = c[1].button("Cancel", key="datasets_delete_cancel")
-    if cancel:
-        st.session_state.pop("datasets_confirm_delete", None)
-        st.rerun()
-    if not confirmed:
-        return
-    st.session_state.pop("datasets_confirm_delete", None)
-    try:
-        ds.delete_dataset(actor, d.id)
-    except Conflict as exc:
-        show_warning(exc)
-        return
-    except BrightRunError as exc:
-        show_error(exc)
+    question = (f"Delete the dataset **{literal(d.name)}**? It disappears from every list; "
+                "models trained on it keep their lineage.")
+    if not confirm_delete("datasets", question, lambda: ds.delete_dataset(actor, d.id)):
         return
     _open(None)
     _flash("success", f"Deleted {literal(d.name)}.")

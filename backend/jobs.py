@@ -91,10 +91,15 @@ def submit_job(job_id: str) -> str | None:
     """Submit the training recipe for a queued job; a failed submission marks the job failed."""
     from backend.job_progress import fail_job
     from backend.ray_gateway import get_gateway
+    from ray_jobs.runtime import trains_in_driver
 
+    with session_scope() as s:
+        gpu = dict(s.get(TrainingJob, job_id).gpu_config or {})
+    # a single CPU worker trains in the driver (ray_jobs.runtime): the driver then needs its CPU
+    in_driver = trains_in_driver(int(gpu.get("num_workers") or 1), bool(gpu.get("use_gpu")))
     try:
         sub = get_gateway().submit("ray_jobs.train_lora", ["--job-id", job_id], kind="train",
-                                   object_id=job_id)
+                                   object_id=job_id, entrypoint_num_cpus=1 if in_driver else 0)
     except BrightRunError as exc:
         fail_job(job_id, f"could not submit the job to Ray: {exc}")
         return None

@@ -352,7 +352,7 @@ def interleaved(repeat: int, runs: dict[str, Callable[[], dict]]) -> dict[str, d
 # ----- 2. Ray Train overhead --------------------------------------------------------------------
 def recipe_args(config_file: Path, dataset: Path, work: Path, sink_path: Path) -> list[str]:
     """The recipe's command line (``python -m ray_jobs.train_lora``), one worker, jsonl sink."""
-    return ["--config", str(config_file), "--dataset", str(dataset), "--workers", "1",
+    return ["--config", str(config_file), "--dataset", str(dataset), "--workers", "1", "--ray-train",
             "--output", str(work / "adapter"), "--storage-path", str(work / "ray_results"),
             "--name", "bench", "--sink", json.dumps({"kind": "jsonl", "path": str(sink_path)})]
 
@@ -537,7 +537,7 @@ LOG_MARKERS = (("Running entrypoint", "Ray runs the driver (runtime env ready)")
 
 
 def time_first_metric(user, dataset_id: str, overrides: list[str], timeout_s: float,
-                      log_to: Path | None = None) -> dict[str, float]:
+                      log_to: Path | None = None, workers: int = 1) -> dict[str, float]:
     """create_job, then poll the job row every 20 ms; seconds from the call to each change."""
     from backend import jobs
     from backend.ray_gateway import get_gateway
@@ -555,7 +555,7 @@ def time_first_metric(user, dataset_id: str, overrides: list[str], timeout_s: fl
     jobs.submit_job = timed_submit
     try:
         job = jobs.create_job(user, dataset_id, preset_id="balanced", overrides=overrides,
-                              hardware_id="cpu-local", workers=1)
+                              hardware_id="cpu-local", workers=workers)
     finally:
         jobs.submit_job = submit_job
     marks = {"checks + estimate + job row (create_job before submit)": submitted["start"],
@@ -625,12 +625,15 @@ def first_metric(args: argparse.Namespace) -> list[tuple]:
         user = ensure_local_user()
         ds = ready_dataset(user, dataset)
         overrides = ["num_epochs=1", "warmup_steps=0"]
-        for i in range(args.jobs):
+        runs = [(w, i) for w in args.workers for i in range(args.jobs)]
+        for n, (workers, i) in enumerate(runs):
             marks = time_first_metric(user, ds.id, overrides, args.timeout,
-                                      OUT / f"first-metric-job{i + 1}.log" if args.keep_logs
-                                      else None)
-            print(f"#   job {i + 1}: {json.dumps(marks)} load {load_average()}", flush=True)
-            label = "first job on the new head" if i == 0 else f"job {i + 1} (warm head)"
+                                      OUT / f"first-metric-w{workers}-job{i + 1}.log"
+                                      if args.keep_logs else None, workers=workers)
+            print(f"#   {workers} worker(s), job {i + 1}: {json.dumps(marks)} "
+                  f"load {load_average()}", flush=True)
+            label = (f"{workers} worker(s): " + ("first job on the new head" if n == 0
+                                                 else f"job {i + 1} (warm head)"))
             previous = 0.0
             for what, at in marks.items():
                 rows.append((label, what, f"{at:.2f}", f"+{at - previous:.2f}"))
@@ -760,7 +763,11 @@ def main(argv: list[str] | None = None) -> int:
     p2.add_argument("--repeat", type=int, default=2)
     p3 = sub.add_parser("first-metric", help="3. create_job → first metric point (warm head)")
     p3.add_argument("--conversations", type=int, default=480)
-    p3.add_argument("--jobs", type=int, default=3, help="jobs in a row on the same head")
+    p3.add_argument("--jobs", type=int, default=3, help="jobs in a row on the same head, per "
+                                                        "worker count")
+    p3.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="worker counts to time (1 = trained in the job's driver, 2 = Ray Train "
+                         "worker group)")
     p3.add_argument("--timeout", type=float, default=180.0)
     p3.add_argument("--keep-logs", action="store_true",
                     help="write each Ray job's log to bench/out/first-metric-jobN.log")

@@ -83,22 +83,26 @@ class _Run:
     train_started: float = 0.0
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0
+    rt: Any = None  # ray_jobs.runtime: RayTrainRuntime or InProcessRuntime
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
+                          ) -> dict[str, Any] | None:
     """Train a LoRA adapter on this worker's share of the data (see module docstring).
 
     Returns the result dict on rank 0 and None elsewhere. Raises InvalidInput for a bad config,
     base model or dataset; any training error is logged to the sink by rank 0 and re-raised so
-    Ray can retry from the last checkpoint.
+    Ray can retry from the last checkpoint. ``runtime`` (``ray_jobs.runtime``) is where the
+    Ray Train calls go: Ray Train when omitted (a TorchTrainer worker), or the driver's own
+    :class:`~ray_jobs.runtime.InProcessRuntime`.
     """
-    import ray.train
+    from ray_jobs.runtime import RayTrainRuntime
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rt = runtime or RayTrainRuntime()
+    rank, world = rt.context()
     sink = make_sink(loop_config.get("sink")) if rank == 0 else NullSink()
     run = _Run(cfg=TrainConfig(**loop_config.get("config", {})), loop=loop_config, rank=rank,
-               world=world, sink=sink)
+               world=world, sink=sink, rt=rt)
     try:
         _setup(run)
         _train(run)
@@ -169,7 +173,6 @@ def _load_data(run: _Run) -> None:
 
 
 def _load_model(run: _Run, path: str) -> None:
-    import ray.train.torch
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -180,8 +183,8 @@ def _load_model(run: _Run, path: str) -> None:
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     run.inner = get_peft_model(base, lora)
-    run.model = ray.train.torch.prepare_model(run.inner)
-    run.device = ray.train.torch.get_device()
+    run.model = run.rt.prepare_model(run.inner)
+    run.device = run.rt.device()
 
 
 def _build_optimizer(run: _Run) -> None:
@@ -218,13 +221,12 @@ def lr_lambda(warmup: int, total: int, kind: str):
 
 
 def _restore(run: _Run) -> None:
-    """Continue from ``ray.train.get_checkpoint()`` if Ray handed us one (retry or resume)."""
-    import ray.train
+    """Continue from the runtime's checkpoint if there is one (retry or resume)."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = run.rt.get_checkpoint()
     if checkpoint is None:
         return
     with checkpoint.as_directory() as folder:
@@ -419,8 +421,7 @@ def _allreduce(values: list[float]) -> list[float]:
 
 # ----- checkpoints and output --------------------------------------------------------------------
 def _save_checkpoint(run: _Run, train_loss: float, val_loss: float | None) -> None:
-    """Every rank calls ``ray.train.report`` (a barrier); rank 0 attaches the files."""
-    import ray.train
+    """Every rank reports (``ray.train.report`` is a barrier); rank 0 attaches the files."""
     import torch
 
     st = run.state
@@ -429,7 +430,7 @@ def _save_checkpoint(run: _Run, train_loss: float, val_loss: float | None) -> No
     metrics = {"step": st["global_step"], "epoch": st["epoch"], "training_loss": train_loss,
                "validation_loss": val_loss}
     if run.rank != 0:
-        ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
+        run.rt.report(metrics, None, name)
         _reseed(run)
         return
     with tempfile.TemporaryDirectory(prefix="brightrun-ckpt-") as folder:
@@ -438,8 +439,7 @@ def _save_checkpoint(run: _Run, train_loss: float, val_loss: float | None) -> No
                     "scheduler": run.scheduler.state_dict()}, Path(folder) / OPTIMIZER_STATE)
         (Path(folder) / TRAINER_STATE).write_text(json.dumps(st))
         size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                         checkpoint_dir_name=name)
+        run.rt.report(metrics, folder, name)
     root = run.loop.get("checkpoint_root") or ""
     run.sink.checkpoint(st["global_step"], st["epoch"], val_loss if val_loss is not None
                         else train_loss, f"{root.rstrip('/')}/{name}" if root else name, size)

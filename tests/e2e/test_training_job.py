@@ -144,3 +144,19 @@ def test_lost_worker_resumes_without_duplicate_steps(ray_env, capsys):
                           .order_by(MetricsPoint.step)).all()
     assert steps == list(range(1, job.total_steps + 1 if job.total_steps else len(steps) + 1))
     assert any("resumed" in line.message for line in jobs.job_logs(me, info.id, limit=500))
+
+
+def test_single_cpu_worker_job_trains_in_the_driver(ray_env, capsys):
+    """One CPU worker: the recipe trains in the Ray job's driver (no worker group) and the job
+    ends like any other: metrics, checkpoints, a model artifact."""
+    ds = _dataset(capsys)
+    rc, job = _run(capsys, "jobs", "create", "--dataset", ds["id"], "--preset", "conservative",
+                   "--workers", "1", "--set", "num_epochs=2", "--set", "checkpoint_every_steps=2",
+                   *FAST, "--wait", "--timeout", "600", "--json")
+    assert rc == 0 and job["status"] == "completed", (job.get("error_message"), job)
+    me = ensure_local_user()
+    messages = [line.message for line in jobs.job_logs(me, job["id"], limit=500)]
+    assert any("training in this process" in m for m in messages), messages
+    steps = [p.step for p in jobs.job_metrics(me, job["id"])]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 4
+    assert _count(Checkpoint, job["id"]) >= 2 and job["artifact_id"]

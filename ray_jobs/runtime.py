@@ -1,0 +1,140 @@
+"""Where the worker loop's Ray Train calls go: Ray Train itself, or the job's own process.
+
+:func:`ray_jobs.lora_worker.train_loop_per_worker` asks a runtime for its rank, the checkpoint to
+resume from, the device, and hands it checkpoints. :class:`RayTrainRuntime` forwards to
+``ray.train`` (the loop runs in a ``TorchTrainer`` worker group). :class:`InProcessRuntime` is the
+same contract for a world of one run by the job's driver itself — what single-worker CPU jobs do
+(:func:`trains_in_driver`), because starting a Train worker group costs 15–30 s before the first
+step on a small machine (bench/RESULTS.md §3). It keeps checkpoints where Ray Train would
+(``{storage_path}/{name}/{checkpoint_dir_name}``, local folder or S3 through pyarrow), hands the
+newest complete one back on a retry or a resumed run, and keeps the newest ``keep``.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+COMPLETE_MARKER = ".brightrun_complete"
+
+
+def trains_in_driver(workers: int, use_gpu: bool) -> bool:
+    """True when a job runs its training loop in the Ray job's driver instead of a worker group:
+    one worker on CPU (the driver is scheduled with 1 CPU for it). GPU jobs always use Ray Train
+    (the driver may run on a node without a GPU)."""
+    return int(workers) == 1 and not use_gpu
+
+
+class RayTrainRuntime:
+    """The loop inside a Ray Train worker group."""
+
+    in_process = False
+
+    def context(self) -> tuple[int, int]:
+        """(world rank, world size)."""
+        import ray.train
+
+        ctx = ray.train.get_context()
+        return ctx.get_world_rank(), ctx.get_world_size()
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> None:
+        """A barrier across workers; ``folder`` (rank 0 only) is persisted as checkpoint ``name``."""
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+    def prepare_model(self, model):
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def device(self):
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+
+@dataclass
+class StoredCheckpoint:
+    """A complete checkpoint folder in the run's storage."""
+
+    path: str  # as Ray Train reports it: local absolute path, or "bucket/prefix/…" on S3
+    filesystem: Any = None  # pyarrow filesystem, None for a local folder
+
+    @contextlib.contextmanager
+    def as_directory(self) -> Iterator[str]:
+        """A local folder holding the checkpoint's files (downloaded first from S3)."""
+        if self.filesystem is None:
+            yield self.path
+            return
+        from pyarrow import fs
+
+        with tempfile.TemporaryDirectory(prefix="brightrun-restore-") as tmp:
+            fs.copy_files(self.path, tmp, source_filesystem=self.filesystem,
+                          destination_filesystem=fs.LocalFileSystem())
+            yield tmp
+
+
+class InProcessRuntime:
+    """A world of one in this process; checkpoints under ``{storage_path}/{name}/``."""
+
+    in_process = True
+
+    def __init__(self, storage_path: str, name: str, filesystem: Any = None, keep: int = 2):
+        self.root = f"{storage_path.rstrip('/')}/{name}"
+        self.filesystem = filesystem
+        self.keep = max(1, keep)
+
+    def _fs(self):
+        from pyarrow import fs
+
+        return self.filesystem or fs.LocalFileSystem()
+
+    def context(self) -> tuple[int, int]:
+        return 0, 1
+
+    def prepare_model(self, model):
+        return model
+
+    def device(self):
+        import torch
+
+        return torch.device("cpu")
+
+    def _complete(self) -> list[str]:
+        """Paths of the complete checkpoints, oldest first (names sort by step)."""
+        from pyarrow import fs
+
+        infos = self._fs().get_file_info(fs.FileSelector(self.root, allow_not_found=True))
+        folders = sorted(i.path for i in infos if i.type == fs.FileType.Directory
+                         and i.base_name.startswith("checkpoint_"))
+        done = self._fs().get_file_info([f"{f}/{COMPLETE_MARKER}" for f in folders])
+        return [f for f, marker in zip(folders, done) if marker.type == fs.FileType.File]
+
+    def get_checkpoint(self) -> StoredCheckpoint | None:
+        """The newest complete checkpoint of this run (a retry or a resumed run), or None."""
+        folders = self._complete()
+        return StoredCheckpoint(folders[-1], self.filesystem) if folders else None
+
+    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> None:
+        """Copy ``folder`` to the run's storage as ``name`` (the marker last, so a half-copied
+        folder is never resumed from), then drop all but the newest ``keep``."""
+        if folder is None:
+            return
+        from pyarrow import fs
+
+        target, filesystem = f"{self.root}/{name}", self._fs()
+        filesystem.create_dir(target, recursive=True)
+        fs.copy_files(folder, target, source_filesystem=fs.LocalFileSystem(),
+                      destination_filesystem=filesystem)
+        with filesystem.open_output_stream(f"{target}/{COMPLETE_MARKER}") as out:
+            out.write(b"{}")
+        for old in self._complete()[:-self.keep]:
+            filesystem.delete_dir(old)

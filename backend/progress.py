@@ -79,8 +79,11 @@ class DbSink:
         artifact_id = self.artifact_id or new_id()
         prefix = f"models/{artifact_id}/"
         result = normalise_result(result)
-        adapter_dir = Path(result["adapter_dir"])
-        sizes = get_object_store().upload_dir(adapter_dir, prefix)
+        uploaded = result.pop("uploaded", None) or {}
+        if uploaded.get("prefix") == prefix:  # rank 0 uploaded it (from whichever node it ran on)
+            sizes = dict(uploaded["sizes"])
+        else:
+            sizes = get_object_store().upload_dir(Path(result["adapter_dir"]), prefix)
         tok = sum(v for k, v in sizes.items() if "token" in k or k.endswith("chat_template.jinja"))
         artifacts = {
             "prefix": prefix,

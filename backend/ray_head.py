@@ -136,7 +136,7 @@ def _head_command(temp_dir: Path, dashboard_port: int, num_cpus: int | None,
     gcs, node_mgr, obj_mgr, client, metrics, agent_http, agent_grpc, rt_env = free_ports(
         8, exclude={dashboard_port})
     cmd = [str(ray_exe), "start", "--head", "--block", "--disable-usage-stats",
-           "--temp-dir", str(temp_dir),
+           "--temp-dir", str(temp_dir), "--node-ip-address", "127.0.0.1",
            "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
            "--dashboard-port", str(dashboard_port), "--port", str(gcs),
            "--node-manager-port", str(node_mgr), "--object-manager-port", str(obj_mgr),
@@ -171,6 +171,9 @@ def start_head(temp_dir: Path, dashboard_port: int, *, num_cpus: int | None = No
            if not k.startswith("BRIGHTRUN_") and k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # no Serve to drain: stop fast
+    # processes the head starts (Ray Train's helper actors call ray.init) join this cluster, not
+    # "auto" — which fails with "multiple active Ray instances" when several heads share a machine
+    env["RAY_ADDRESS"] = f"127.0.0.1:{cmd[cmd.index('--port') + 1]}"
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, cwd=str(temp_dir),

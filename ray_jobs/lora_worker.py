@@ -4,12 +4,15 @@
 
 - ``config``: the hyperparameters, validated by :class:`TrainConfig` (the job's TrainingConfig
   fields plus ``lr_scheduler`` and ``validation_seed``; unknown keys are an error);
-- ``dataset``: local path or ``file://`` URL of the JSONL dataset (every worker reads it);
+- ``dataset``: local path or ``file://`` URL of the JSONL dataset, or ``store:KEY`` for an object of
+  the configured object store (every worker reads it);
 - ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
 - ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
 - ``metrics_every_steps`` / ``metrics_every_s``: how often buffered metric points are flushed;
+- ``upload_prefix``: when set, rank 0 also uploads the adapter folder to the configured object store
+  under that prefix (so it works whichever node rank 0 ran on) and says so in the result;
 - ``fail_at_step``: fault injection for tests — the last rank raises after that step on a run's
   first attempt (one that did not start from a checkpoint).
 
@@ -149,8 +152,15 @@ def _setup(run: _Run) -> None:
 
 def _load_data(run: _Run) -> None:
     cfg = run.cfg
-    train_convs, val_convs = load_split(run.loop["dataset"], cfg.validation_fraction,
-                                        cfg.validation_seed)
+    source = run.loop["dataset"]
+    if isinstance(source, str) and source.startswith("store:"):
+        from backend.storage import get_object_store
+
+        with contextlib.closing(get_object_store().open(source[len("store:"):])) as fh:
+            train_convs, val_convs = load_split(fh, cfg.validation_fraction, cfg.validation_seed)
+    else:
+        train_convs, val_convs = load_split(source, cfg.validation_fraction,
+                                            cfg.validation_seed)
     run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
     run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
     if not run.train:
@@ -467,6 +477,12 @@ def _finish(run: _Run) -> dict[str, Any] | None:
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
     run.sink.log("info", f"adapter saved to {out}")
+    prefix = run.loop.get("upload_prefix")
+    if prefix:
+        from backend.storage import get_object_store
+
+        result["uploaded"] = {"prefix": prefix,
+                              "sizes": get_object_store().upload_dir(out, prefix)}
     return result
 
 

@@ -33,20 +33,22 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
     from backend.base_models import resolve_base_model
 
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
+    from backend.db.models import new_id
+
     store = get_object_store()
     uri = store.uri(key)
-    if uri.startswith("file://"):
-        dataset = uri
-    else:  # every worker reads the dataset: on one machine a local copy is enough
-        dataset = str(workdir / "dataset.jsonl")
-        store.download_to(key, dataset)
+    # every worker reads the dataset itself: a local file, or streamed from the object store on
+    # whichever node the worker runs ("store:KEY"); rank 0 uploads the adapter the same way
+    dataset = uri if uri.startswith("file://") else f"store:{key}"
+    artifact_id = new_id()
     storage_path, filesystem = store.ray_storage(f"checkpoints/{job_id}")
     return Recipe(
         config=TrainConfig(**hyper), dataset=dataset, output=str(workdir / "adapter"),
         name="run", storage_path=storage_path, storage_filesystem=filesystem,
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
-        sink_spec={"kind": "db", "job_id": job_id}, home=str(settings.home),
-        fail_at_step=fail_at_step)
+        sink_spec={"kind": "db", "job_id": job_id, "artifact_id": artifact_id},
+        home=str(settings.home), fail_at_step=fail_at_step,
+        upload_prefix=f"models/{artifact_id}/")
 
 
 def run_job(job_id: str, fail_at_step: int | None = None) -> int:

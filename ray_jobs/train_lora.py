@@ -52,6 +52,7 @@ class Recipe:
     fail_at_step: int | None = None
     started_ray: bool = False
     ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
+    upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +148,8 @@ def loop_config(recipe: Recipe) -> dict[str, Any]:
     return {"config": recipe.config.model_dump(), "dataset": recipe.dataset,
             "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
             "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
-            "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step}
+            "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step,
+            "upload_prefix": recipe.upload_prefix}
 
 
 # ----- train -------------------------------------------------------------------------------------

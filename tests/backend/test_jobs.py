@@ -182,3 +182,29 @@ def test_metrics_downsampled_keeps_peaks(me):
     assert len(series) <= 1001
     assert max(p.training_loss for p in series) == 99.0
     assert any(p.validation_loss == 0.5 for p in series)
+
+
+def test_completion_uses_the_adapter_rank_0_uploaded(me, tmp_path):
+    """Rank 0 may run on another node than the driver: it uploads the adapter itself and the
+    driver's sink only records it (the driver's folder does not exist here)."""
+    from backend.progress import DbSink
+    from backend.storage import get_object_store
+
+    d = ready_dataset(me)
+    job = jobs.create_job(me, d.id, hardware_id="A100-80GB", submit=False)
+    sink = DbSink(job.id, artifact_id="a" * 8 + "-0000-4000-8000-" + "0" * 12)
+    sink.stage("training")
+    prefix = f"models/{sink.artifact_id}/"
+    store = get_object_store()
+    store.put_bytes(prefix + "adapter_model.safetensors", b"w" * 64)
+    store.put_bytes(prefix + "adapter_config.json", b"{}")
+    sink.completed({"adapter_dir": str(tmp_path / "on-another-node"), "final_val_loss": 1.5,
+                    "first_train_loss": 3.0, "final_train_loss": 1.4,
+                    "uploaded": {"prefix": prefix, "sizes": {"adapter_model.safetensors": 64,
+                                                             "adapter_config.json": 2}}})
+    done = jobs.get_job(me, job.id)
+    assert done.status == "completed" and done.artifact_id == sink.artifact_id
+    from backend.models import get_model
+    m = get_model(me, done.artifact_id)
+    assert m.artifacts["prefix"] == prefix and m.artifacts["file_sizes"]["adapter_model"] == 64
+    assert "uploaded" not in m.training_summary

@@ -26,17 +26,22 @@ DEFAULT_PRESET = "balanced"
 FLOATS = {"learning_rate": ("Learning rate", 1e-5, "%.1e"),
           "lora_dropout": ("LoRA dropout", 0.01, "%.2f"),
           "weight_decay": ("Weight decay", 0.01, "%.3f"),
-          "max_grad_norm": ("Max grad norm", 0.1, "%.2f")}
+          "max_grad_norm": ("Max grad norm", 0.1, "%.2f"),
+          "validation_fraction": ("Validation fraction", 0.05, "%.2f")}
 INTS = {"batch_size": ("Batch size", 1), "num_epochs": ("Epochs", 1),
         "lora_rank": ("LoRA rank", 1), "lora_alpha": ("LoRA alpha", 1),
         "warmup_steps": ("Warmup steps", 10), "gradient_accumulation_steps":
-        ("Gradient accumulation steps", 1), "max_seq_length": ("Max sequence length", 128),
+        ("Grad accumulation", 1), "max_seq_length": ("Max sequence length", 128),
         "seed": ("Seed", 1)}
+# optional ints (empty = the field's default, None: once per epoch) → (label, step, placeholder)
+OPTIONAL_INTS = {"eval_every_steps": ("Eval interval (steps)", 1, "per epoch"),
+                 "checkpoint_every_steps": ("Checkpoint interval", 1, "per epoch")}
 GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("lora_rank", "lora_alpha", "lora_dropout"),
         ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
-        ("max_grad_norm", "max_seq_length", "seed"))
-FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS)
+        ("max_grad_norm", "max_seq_length", "seed"),
+        ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS)
 
 
 def key(field: str) -> str:
@@ -48,6 +53,8 @@ def _cast(field: str, value: Any) -> Any:
         return float(value)
     if field in INTS:
         return int(value)
+    if field in OPTIONAL_INTS:
+        return None if value is None else int(value)
     if field == "target_modules":
         return list(value)
     return value
@@ -91,11 +98,13 @@ def init_state() -> None:
 
 
 def preset_buttons() -> str:
-    """Four preset buttons with their descriptions; returns the chosen preset id."""
+    """The preset buttons (two per row) with their descriptions; returns the chosen preset id."""
     chosen = st.session_state.get(PRESET_KEY, DEFAULT_PRESET)
     st.markdown("#### Preset")
     presets = catalogs.list_presets()
-    cols = st.columns(len(presets))
+    cols = []
+    for _ in range(0, len(presets), 2):  # four in a row cut "Conservative" off
+        cols += st.columns(2)
     for col, p in zip(cols, presets):
         with col:
             st.button(p.name, key=f"configure_preset_{p.id}", width="stretch",
@@ -133,6 +142,11 @@ def _number(name: str) -> None:
         st.number_input(label, min_value=float(lo) if lo is not None else None,
                         max_value=float(hi) if hi is not None else None, step=float(step),
                         format=fmt, key=key(name), help=_help(name))
+    elif name in OPTIONAL_INTS:
+        label, step, placeholder = OPTIONAL_INTS[name]
+        lo, hi = _bounds(name, step)
+        st.number_input(label, min_value=lo, max_value=hi, step=step, value=None,
+                        placeholder=placeholder, key=key(name), help=_help(name))
     else:
         label, step = INTS[name]
         lo, hi = _bounds(name, step)
@@ -165,7 +179,7 @@ def advanced_settings() -> dict[str, Any]:
             st.session_state.get(key("target_modules"), [])), key=key("target_modules"),
             accept_new_options=True, help=_help("target_modules"))
         for row in GRID:
-            for col, name in zip(st.columns(len(row)), row):
+            for col, name in zip(st.columns(len(row), vertical_alignment="bottom"), row):
                 with col:
                     _number(name)
     values = {f: st.session_state.get(key(f)) for f in FORM_FIELDS}
@@ -188,7 +202,7 @@ def is_modified(values: dict[str, Any], preset: str) -> bool:
     except Exception:  # noqa: BLE001 - an unknown preset counts as modified
         return True
     return any(_cast(f, values.get(f)) != _cast(f, ref[f]) for f in FORM_FIELDS
-               if f != "base_model" and values.get(f) is not None)
+               if f != "base_model" and (values.get(f) is not None or f in OPTIONAL_INTS))
 
 
 def job_preset(values: dict[str, Any], preset: str) -> str:
@@ -197,9 +211,10 @@ def job_preset(values: dict[str, Any], preset: str) -> str:
 
 
 def overrides(values: dict[str, Any]) -> dict[str, Any]:
-    """What create_job / build_config get on top of the preset: every form value."""
+    """What create_job / build_config get on top of the preset: every form value (an empty
+    optional field is sent as None: once per epoch)."""
     out = dict(st.session_state.get(EXTRA_KEY) or {})
-    out.update({f: v for f, v in values.items() if v is not None})
+    out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL_INTS})
     return out
 
 

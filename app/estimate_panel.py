@@ -20,16 +20,17 @@ CONTEXT_STYLE = "color:#7a7f87;"
 def show_estimate(est: dict) -> None:
     """Numbers, cost chart, memory fit, calibration, warnings and assumptions of an estimate."""
     hw = est.get("hardware") or {}
-    c = st.columns(3)
+    c = st.columns(2)  # two per row: the panel is narrow and labels must not be cut off
     c[0].metric("Estimated cost", fmt_money(est["cost"]["total"]))
     c[1].metric("Duration", fmt_duration_short(est["duration_s"]),
                 help=f"{fmt_duration(est['duration_s'])}, startup included.")
-    c[2].metric("GPU-hours" if hw.get("is_gpu") else "Worker-hours", f"{est['gpu_hours']:,.3f}")
-    c = st.columns(3)
+    c = st.columns(2)
     c[0].metric("Tokens to train", fmt_int(est["tokens_to_train"]),
                 help="Assistant tokens × epochs (after truncation at the max sequence length).")
-    c[1].metric("Optimizer steps", fmt_int(est.get("total_steps")))
-    c[2].metric("Tokens/s", f"{est['throughput_tokens_per_s']:,.0f}",
+    c[1].metric("GPU-hours" if hw.get("is_gpu") else "Worker-hours", f"{est['gpu_hours']:,.3f}")
+    c = st.columns(2)
+    c[0].metric("Optimizer steps", fmt_int(est.get("total_steps")))
+    c[1].metric("Tokens/s", f"{est['throughput_tokens_per_s']:,.0f}",
                 help="Training throughput of all workers together.")
     if est["cost"]["total"] > 0:
         st.altair_chart(cost_breakdown_chart(est["cost"]), width="stretch")

@@ -5,6 +5,7 @@ Built from plain data (metric point objects or dicts); no service calls here.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import altair as alt
@@ -14,6 +15,21 @@ COST_COLOURS = {"compute": "#4c78a8", "storage": "#f58518", "data_transfer": "#5
 RUN_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2", "#eeca3b",
                "#9d755d"]
 COST_LABELS = {"compute": "compute", "storage": "storage", "data_transfer": "data transfer"}
+
+
+def step_axis() -> alt.X:
+    """Optimizer steps on x: whole numbers only (no 2.5 ticks on short runs)."""
+    return alt.X("step:Q", title="step", axis=alt.Axis(format="d", tickMinStep=1))
+
+
+def money_format(largest: float) -> str:
+    """A d3 dollar format whose ticks stay distinct for ``largest`` (tiny spends get more
+    decimals instead of a column of '$0.00')."""
+    if largest >= 100:
+        return "$,.0f"
+    if largest >= 0.1 or largest <= 0:
+        return "$,.2f"
+    return f"$,.{min(6, math.ceil(-math.log10(largest)) + 1)}f"
 
 
 def _get(point, name: str):
@@ -40,7 +56,7 @@ def loss_chart(points: Iterable, height: int = 280) -> alt.Chart | None:
         domain=["training", "validation"], range=["#4c78a8", "#e45756"]),
         legend=alt.Legend(orient="top"))
     base = alt.Chart(long).encode(
-        x=alt.X("step:Q", title="step"),
+        x=step_axis(),
         y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
         color=colour,
         tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q"),
@@ -57,8 +73,8 @@ def series_chart(points: Iterable, field: str, title: str, fmt: str = ".3g",
     if df.empty:
         return None
     return alt.Chart(df).mark_line(color=colour, interpolate="monotone").encode(
-        x=alt.X("step:Q", title="step"),
-        y=alt.Y(f"{field}:Q", title=title, axis=alt.Axis(format=fmt)),
+        x=step_axis(),
+        y=alt.Y(f"{field}:Q", title=None, axis=alt.Axis(format=fmt)),  # the page names it
         tooltip=[alt.Tooltip("step:Q"), alt.Tooltip(f"{field}:Q", title=title, format=fmt)],
     ).properties(height=height)
 
@@ -78,7 +94,7 @@ def compare_chart(runs: dict[str, list]) -> alt.Chart | None:
     if data.empty:
         return None
     return alt.Chart(data).mark_line(interpolate="monotone", point=False).encode(
-        x=alt.X("step:Q", title="step"),
+        x=step_axis(),
         y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
         color=alt.Color("run:N", title="run", scale=alt.Scale(range=RUN_COLOURS),
                         legend=alt.Legend(orient="top", labelLimit=260)),
@@ -94,13 +110,14 @@ def cost_breakdown_chart(cost: dict) -> alt.Chart:
     df = pd.DataFrame([{"type": COST_LABELS[k], "key": k, "amount": float(cost.get(k) or 0.0)}
                        for k in COST_COLOURS])
     order = [COST_LABELS[k] for k in COST_COLOURS]
+    fmt = money_format(float(df["amount"].max()))
     base = alt.Chart(df).encode(
         y=alt.Y("type:N", title=None, sort=order, axis=alt.Axis(labelOverlap=False)),
-        x=alt.X("amount:Q", title="estimated cost ($)", axis=alt.Axis(format="$,.2f")),
+        x=alt.X("amount:Q", title="estimated cost ($)", axis=alt.Axis(format=fmt, tickCount=5)),
         tooltip=[alt.Tooltip("type:N"), alt.Tooltip("amount:Q", format="$,.4f")])
     bars = base.mark_bar().encode(color=alt.Color("key:N", legend=None, scale=alt.Scale(
         domain=list(COST_COLOURS), range=list(COST_COLOURS.values()))))
-    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("amount:Q", format="$,.2f"))
+    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("amount:Q", format=fmt))
     return alt.layer(bars, labels).properties(height=150)
 
 
@@ -112,9 +129,11 @@ def spend_by_day_chart(by_day: list[dict]) -> alt.Chart | None:
     df["type"] = df["cost_type"].map(lambda t: COST_LABELS.get(t, t))
     df["date"] = pd.to_datetime(df["day"]).dt.strftime("%b %d")
     order = list(dict.fromkeys(df.sort_values("day")["date"]))
+    largest = float(df.groupby("date")["amount"].sum().max() or 0.0)
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("date:O", title="day", sort=order, axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("sum(amount):Q", title="spend ($)", axis=alt.Axis(format="$,.2f"), stack="zero"),
+        y=alt.Y("sum(amount):Q", title="spend ($)", stack="zero",
+                axis=alt.Axis(format=money_format(largest), tickCount=5)),
         color=alt.Color("type:N", title="cost type", scale=alt.Scale(
             domain=[COST_LABELS[k] for k in COST_COLOURS], range=list(COST_COLOURS.values())),
             legend=alt.Legend(orient="top")),
@@ -129,7 +148,8 @@ def budget_gauge(spend: float, budget: float) -> alt.Chart:
     top = max(budget * 1.1, spend * 1.05)
     colour = "#e45756" if spend >= budget else "#f58518" if spend >= 0.8 * budget else "#54a24b"
     x = alt.X("x:Q", title=None, scale=alt.Scale(domain=[0, top]),
-              axis=alt.Axis(values=[0, 0.8 * budget, budget], format="$,.0f", grid=False))
+              axis=alt.Axis(values=[0, 0.8 * budget, budget], grid=False,
+                            format="$,.0f" if budget >= 10 else money_format(budget)))
     track = alt.Chart(pd.DataFrame({"x": [top]})).mark_bar(color="#eceff3", size=26).encode(x=x)
     bar = alt.Chart(pd.DataFrame({"x": [spend]})).mark_bar(color=colour, size=26).encode(
         x="x:Q", tooltip=[alt.Tooltip("x:Q", title="spent", format="$,.2f")])

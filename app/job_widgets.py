@@ -24,7 +24,22 @@ STAGE_LABELS = {"queued": "Queued", "initializing": "Initializing", "training": 
 
 
 def fmt_money(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"${value:,.{digits}f}"
+    """'$12.50'; a non-zero amount below a cent keeps four decimals ('$0.0025', '< $0.0001')
+    instead of reading '$0.00'."""
+    if value is None:
+        return "—"
+    if 0 < abs(value) < 0.01 and digits < 4:
+        return f"${value:,.4f}" if abs(value) >= 0.00005 else "< $0.0001"
+    return f"${value:,.{digits}f}"
+
+
+def cell_text(value) -> str:
+    """A configuration value as table text: lists comma-separated, unset values as '—'."""
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) if value else "—"
+    return str(value)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -63,15 +78,30 @@ def elapsed_s(job) -> float | None:
     return (end - _aware(job.started_at)).total_seconds()
 
 
+def eta_seconds(job) -> float | None:
+    """Seconds until the estimated completion (≤ 0 once it is due); None when not running or
+    not estimated yet."""
+    if job.status not in states.JOB_ACTIVE or job.estimated_completion_at is None:
+        return None
+    return (_aware(job.estimated_completion_at) - datetime.now(timezone.utc)).total_seconds()
+
+
 def eta_text(job) -> str:
     """'in 4 min 10 s (14:05 UTC)' while running; '—' otherwise."""
-    if job.status not in states.JOB_ACTIVE or job.estimated_completion_at is None:
+    left = eta_seconds(job)
+    if left is None:
         return "—"
-    when = _aware(job.estimated_completion_at)
-    left = (when - datetime.now(timezone.utc)).total_seconds()
     if left <= 0:
         return "any moment now"
-    return f"in {fmt_duration(left)} ({when.strftime('%H:%M UTC')})"
+    return f"in {fmt_duration(left)} ({_aware(job.estimated_completion_at).strftime('%H:%M UTC')})"
+
+
+def eta_short(job) -> str:
+    """For the ETA metric card (narrow): '2 min', '1.5 h', 'soon' (due), '—' (no estimate)."""
+    left = eta_seconds(job)
+    if left is None:
+        return "—"
+    return "soon" if left <= 0 else fmt_duration_short(left)
 
 
 def job_cost(job) -> float:
@@ -117,7 +147,7 @@ def config_rows(job) -> dict[str, str]:
     rows = {"dataset": job.dataset_name or job.dataset_id, "preset": job.preset_id,
             "hardware": hardware_text(job), "status": job.status}
     for key, value in sorted((job.hyperparameters or {}).items()):
-        rows[key] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        rows[key] = cell_text(value)
     return rows
 
 

@@ -1,6 +1,6 @@
 """Actions of the Models page's detail view: downloads (all as one zip, each file; presigned,
 expiring links when objects live on S3), edit name / description / status, soft delete with a
-confirmation, and "Train again from this adapter" (→ Configure with the parent model set)."""
+confirmation, and "Train again" (→ Configure with the parent model set)."""
 from __future__ import annotations
 
 import re

@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from app import job_charts
-from app.job_widgets import fmt_duration, fmt_money
+from app.job_widgets import cell_text, fmt_duration, fmt_money
 from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
 from backend import jobs
 from backend.errors import BrightRunError
 
 RATING_COLOURS = {"excellent": ("green", "verified"), "good": ("blue", "thumb_up"),
                   "fair": ("orange", "trending_flat"), "poor": ("red", "thumb_down")}
-LIST_COLS = [3, 1.2, 1.4, 2.2, 1.3, 1.2, 1.4, 0.9]
+LIST_COLS = [3.4, 1.4, 1.6, 1.1, 1.1, 1.0]  # model (base model · created below it), …, Open
 
 
 def rating_badge(rating: str | None) -> str:
@@ -27,23 +27,23 @@ def _loss(value) -> str:
 
 
 def list_table(items, on_open) -> None:
-    head = st.columns(LIST_COLS, vertical_alignment="bottom")
-    for col, label in zip(head, ("Model", "Status", "Rating", "Base model", "Val. loss",
-                                 "Perplexity", "Created", "")):
+    head = st.columns(LIST_COLS, vertical_alignment="bottom", gap="xsmall")
+    for col, label in zip(head, ("Model · base model · created", "Status", "Rating",
+                                 "Val. loss", "Perplexity", "")):
         if label:
             col.markdown(f"**{label}**")
     for m in items:
         q = m.quality_metrics or {}
-        row = st.columns(LIST_COLS, vertical_alignment="center")
-        row[0].markdown(f"**{literal(m.name)}** {literal(m.version)}")
+        row = st.columns(LIST_COLS, vertical_alignment="center", gap="xsmall")
+        with row[0]:
+            st.markdown(f"**{literal(m.name)}** {literal(m.version)}")
+            st.caption(f"{literal(m.base_model)} · {fmt_time(m.created_at)}")
         row[1].markdown(badge_markdown(m.status))
         row[2].markdown(rating_badge(q.get("convergence_quality")))
-        row[3].markdown(literal(m.base_model))
-        row[4].markdown(_loss(q.get("final_validation_loss")))
+        row[3].markdown(_loss(q.get("final_validation_loss")))
         ppl = q.get("perplexity")
-        row[5].markdown("—" if ppl is None else f"{ppl:,.2f}")
-        row[6].markdown(fmt_time(m.created_at))
-        row[7].button("Open", key=f"models_open_{m.id}", on_click=on_open, args=(m.id,),
+        row[4].markdown("—" if ppl is None else f"{ppl:,.2f}")
+        row[5].button("Open", key=f"models_open_{m.id}", on_click=on_open, args=(m.id,),
                       width="stretch")
 
 
@@ -92,9 +92,8 @@ def configuration(m) -> None:
     hyper = cfg.get("hyperparameters") or {}
     st.caption(f"Preset {literal(cfg.get('preset_id') or '—')} · dataset "
                f"{literal(cfg.get('dataset_name') or '—')}")
-    rows = [{"field": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)}
-            for k, v in hyper.items()]
-    rows += [{"field": f"gpu_config.{k}", "value": str(v)}
+    rows = [{"field": k, "value": cell_text(v)} for k, v in hyper.items()]
+    rows += [{"field": f"gpu_config.{k}", "value": cell_text(v)}
              for k, v in (cfg.get("gpu_config") or {}).items()]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content")

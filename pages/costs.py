@@ -84,6 +84,12 @@ def _save_typed(actor) -> None:
     _save_budget(actor, float(st.session_state.get("costs_budget") or 0.0))
 
 
+def _amount_column(amounts) -> st.column_config.NumberColumn:
+    """Dollars with cents, or four decimals when a non-zero amount is below a cent."""
+    tiny = any(0 < abs(a) < 0.01 for a in amounts)
+    return st.column_config.NumberColumn(format="$%.4f" if tiny else "$%.2f")
+
+
 def _breakdown(summary, everyone: bool) -> None:
     chart = job_charts.spend_by_day_chart(summary.by_day)
     if chart is not None:
@@ -94,14 +100,14 @@ def _breakdown(summary, everyone: bool) -> None:
              "share": (r["amount"] / summary.total) if summary.total else 0.0}
             for r in summary.by_job]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="costs_by_job",
-                 column_config={"amount": st.column_config.NumberColumn(format="$%.2f"),
+                 column_config={"amount": _amount_column(r["amount"] for r in rows),
                                 "share": st.column_config.ProgressColumn(
                                     format="percent", min_value=0.0, max_value=1.0)})
     if everyone and summary.by_user:
         st.markdown("#### By user")
         df = pd.DataFrame(sorted(summary.by_user, key=lambda r: -r["amount"]))
         st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user",
-                     column_config={"amount": st.column_config.NumberColumn(format="$%.2f")})
+                     column_config={"amount": _amount_column(df["amount"])})
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from backend import jobs, states
 
 STATUSES = ("any", *states.JOB)
 PER_PAGE = 20
-COLS = [2.6, 2.2, 1.3, 1.3, 1.7, 1.0, 1.3, 1.2]
+COLS = [3.5, 1.5, 1.6, 1.0, 1.4, 1.4]  # job (dataset · preset below it), status, …
 COMPARE_POOL = 100
 
 
@@ -27,21 +27,21 @@ def _reset_page() -> None:
 
 
 def _table(items) -> None:
-    head = st.columns(COLS, vertical_alignment="bottom")
-    for col, label in zip(head, ("Job", "Dataset", "Preset", "Status", "Progress", "Cost",
+    head = st.columns(COLS, vertical_alignment="bottom", gap="xsmall")
+    for col, label in zip(head, ("Job · dataset · preset", "Status", "Progress", "Cost",
                                  "Started", "Duration")):
         col.markdown(f"**{label}**")
     for j in items:
-        row = st.columns(COLS, vertical_alignment="center")
-        row[0].page_link(page_path("monitor"), label=name_markdown(j),
+        row = st.columns(COLS, vertical_alignment="center", gap="xsmall")
+        with row[0]:
+            st.page_link(page_path("monitor"), label=name_markdown(j),
                          query_params={"job_id": j.id}, icon=":material/monitoring:")
-        row[1].markdown(literal(j.dataset_name or "—"))
-        row[2].markdown(literal(j.preset_id))
-        row[3].markdown(badge_markdown(j.status))
-        row[4].progress(progress_fraction(j), text=f"{float(j.progress or 0):.0f} %")
-        row[5].markdown(fmt_money(job_cost(j)))
-        row[6].markdown(fmt_time(j.started_at) if j.started_at else "not started")
-        row[7].markdown(fmt_duration(elapsed_s(j)))
+            st.caption(f"{literal(j.dataset_name or '—')} · {literal(j.preset_id)}")
+        row[1].markdown(badge_markdown(j.status))
+        row[2].progress(progress_fraction(j), text=f"{float(j.progress or 0):.0f} %")
+        row[3].markdown(fmt_money(job_cost(j)))
+        row[4].markdown(fmt_time(j.started_at) if j.started_at else "not started")
+        row[5].markdown(fmt_duration(elapsed_s(j)))
 
 
 def _pager(page) -> None:

@@ -53,9 +53,9 @@ def _detail_view(actor, model_id: str) -> None:
         show_error(exc)
         return
     mw.header(m)
-    c = st.columns([1.6, 1.6, 4])
-    if c[0].button("Train again from this adapter", key="models_train_again", type="primary",
-                   icon=":material/replay:"):
+    if st.button("Train again", key="models_train_again", type="primary", icon=":material/replay:",
+                 help="Open Configure with this adapter's settings; the new job records this "
+                      "model as its parent."):
         actions.train_again(m)
     overview, files, play, settings = st.tabs(["Overview", "Files & downloads", "Playground",
                                                "Edit / delete"])

@@ -16,9 +16,9 @@ import streamlit as st
 
 from app import job_charts
 from app.auth import current_user
-from app.job_widgets import (elapsed_s, eta_text, fmt_duration, fmt_duration_short, fmt_money,
-                             hardware_text, job_cost, job_label, maybe_reconcile, name_markdown,
-                             progress_fraction, stage_markdown)
+from app.job_widgets import (elapsed_s, eta_short, eta_text, fmt_duration, fmt_duration_short,
+                             fmt_money, hardware_text, job_cost, job_label, maybe_reconcile,
+                             name_markdown, progress_fraction, stage_markdown)
 from app.widgets import (badge_markdown, fmt_bytes, fmt_int, handled, literal, page_path,
                          show_error)
 from backend import jobs, states
@@ -101,16 +101,18 @@ def _current_metrics(job, points) -> None:
     c[2].metric("Learning rate", "—" if lr is None else f"{lr:.2e}")
     c[3].metric("Throughput (tokens/s)", "—" if tps is None else f"{tps:,.0f}")
     c = st.columns(4)
-    c[0].metric("Cost so far", fmt_money(job_cost(job)),
+    active = job.status in states.JOB_ACTIVE
+    c[0].metric("Cost so far" if active else "Final cost", fmt_money(job_cost(job)),
                 help="Compute accrued while the job runs (workers × hours × price).")
     c[1].metric("Estimated total", fmt_money(job.estimated_total_cost),
                 help="The estimate made when the job was created.")
-    if job.status in states.JOB_ACTIVE:
+    if active:
         eta = eta_text(job)
-        c[2].metric("ETA", eta.split(" (")[0].removeprefix("in "),
-                    help="Estimated time left, from the training loop's own pace.")
-        if "(" in eta:
-            c[2].caption("finishes at " + eta.split(" (")[1].rstrip(")"))
+        c[2].metric("ETA", eta_short(job),
+                    help=f"Estimated time left, from the training loop's own pace: {eta}.")
+        if "(" in eta:  # 'in 4 min 10 s (14:05 UTC)'
+            left, when = eta.removeprefix("in ").rstrip(")").split(" (")
+            c[2].caption(f"finishes at {when} (in {left})")
         c[3].metric("Running for", fmt_duration_short(elapsed_s(job)) if job.started_at else "—",
                     help=fmt_duration(elapsed_s(job)))
     else:

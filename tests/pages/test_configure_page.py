@@ -124,6 +124,46 @@ def test_start_training_creates_the_job_and_opens_monitor(actor, submitted):
     assert literal("First <i>run</i>") in texts(at)  # Monitor shows it, literally
 
 
+def test_validation_eval_and_checkpoint_settings_reach_the_job(actor, submitted):
+    make_dataset(actor, "d", n=40)
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    fraction, every_eval, every_ckpt = (_num(at, f) for f in (
+        "validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
+    assert (fraction.value, every_eval.value, every_ckpt.value) == (pytest.approx(0.1), None, None)
+    assert "Fraction of conversations held out" in fraction.help  # the field's help as tooltip
+    assert "Compute validation loss every N optimizer steps" in every_eval.help
+    assert "Save a checkpoint" in every_ckpt.help
+    assert (every_eval.min, fraction.max) == (1, 0.5)  # the field's bounds
+    fraction.set_value(0.2)
+    every_eval.set_value(5)
+    every_ckpt.set_value(10).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert "(modified)" in texts(at)
+    assert not at.error  # the estimate was built from these values
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    (job,) = jobs.list_jobs(actor).items
+    assert submitted == [job.id] and job.preset_id == "custom"
+    hyper = job.hyperparameters
+    assert (hyper["validation_fraction"], hyper["eval_every_steps"],
+            hyper["checkpoint_every_steps"]) == (pytest.approx(0.2), 5, 10)
+
+
+def test_eval_interval_without_validation_is_refused(actor, submitted):
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    _num(at, "validation_fraction").set_value(0.0)
+    _num(at, "eval_every_steps").set_value(3).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    assert any("nothing to evaluate" in e.value for e in at.error)
+    assert at.button(key="configure_start").disabled
+    _num(at, "eval_every_steps").set_value(None).run(timeout=TIMEOUT)  # back to every epoch
+    assert not at.error and not at.button(key="configure_start").disabled
+    assert any("overfitting cannot be seen" in w.value for w in at.warning)  # legal, risky
+    assert jobs.list_jobs(actor).total == 0 and submitted == []
+
+
 def test_bad_input_is_an_error_and_creates_nothing(actor, submitted):
     make_dataset(actor, "d")
     at = open_app("configure")

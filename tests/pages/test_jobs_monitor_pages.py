@@ -3,10 +3,15 @@ picker, metrics and logs written by the progress sink, level filter, stage indic
 confirmation, failed job's error and stack, completed job's model link, same view on reload)."""
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 from app.job_widgets import RECONCILE_EVERY_S, maybe_reconcile
 from app.widgets import literal
 from backend import job_progress as jp
 from backend import jobs
+from backend.db.models import TrainingJob, utcnow
+from backend.db.session import session_scope
 from tests.pages.conftest import TIMEOUT, make_dataset, open_app, texts
 from tests.pages.job_helpers import finished_job, new_job, run_job
 
@@ -24,6 +29,21 @@ def _metrics(at) -> dict[str, str]:
 
 def _charts(at) -> list:
     return at.get("vega_lite_chart")
+
+
+def _step_axes(spec) -> list[dict]:
+    """The axis of every x encoding on the step field, anywhere in a (layered) Vega-Lite spec."""
+    found = []
+    if isinstance(spec, dict):
+        x = (spec.get("encoding") or {}).get("x") or {}
+        if x.get("field") == "step":
+            found.append(x.get("axis") or {})
+        for value in spec.values():
+            found += _step_axes(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            found += _step_axes(value)
+    return found
 
 
 def _log_text(at) -> str:
@@ -102,6 +122,29 @@ def test_monitor_shows_live_metrics_logs_and_stage(actor):
     sink.failed("boom", "")
 
 
+def _due_in(job_id: str, minutes: float) -> None:
+    with session_scope() as s:
+        s.get(TrainingJob, job_id).estimated_completion_at = utcnow() + timedelta(minutes=minutes)
+
+
+def test_monitor_eta_fits_its_card_and_steps_are_whole_numbers(actor):
+    d = make_dataset(actor, "d")
+    job = new_job(actor, d.id, name="eta")
+    run_job(job.id, steps=5)
+    _due_in(job.id, 90.5)
+    at = open_app("monitor", {"job_id": job.id})
+    assert not at.exception, at.exception
+    assert _metrics(at)["ETA"] == "1.5 h"  # short; the exact time is in the caption
+    assert any(c.value.startswith("finishes at ") and "(in 1 h 30 min)" in c.value
+               for c in at.caption)
+    _due_in(job.id, -1)
+    assert _metrics(open_app("monitor", {"job_id": job.id}))["ETA"] == "soon"
+    specs = [json.loads(c.proto.spec) for c in _charts(at)]
+    axes = [axis for spec in specs for axis in _step_axes(spec)]
+    assert len(specs) == 3 and len(axes) >= 3  # loss, learning rate, throughput
+    assert all(a.get("format") == "d" and a.get("tickMinStep") == 1 for a in axes)
+
+
 def test_monitor_picks_job_from_session_or_latest_and_keeps_it_in_the_url(actor):
     d = make_dataset(actor, "d")
     old = new_job(actor, d.id, name="older")
@@ -157,7 +200,7 @@ def test_monitor_completed_job_links_to_its_model(actor, tmp_path):
     assert not at.exception, at.exception
     assert ("Open the trained model", f"id={model_id}") in _links(at, "models")
     assert ":green[:material/check_circle: Completed]" in texts(at)
-    assert "Duration" in _metrics(at)
+    assert "Duration" in _metrics(at) and "Final cost" in _metrics(at)  # not "so far"
 
 
 def test_monitor_unknown_job_is_an_error(actor):

@@ -100,7 +100,10 @@ def test_model_detail_metrics_lineage_curve_and_downloads(actor, tmp_path, media
     assert any(q == f"job_id={job_id}" for _, q in _links(at, "monitor"))
     assert at.get("vega_lite_chart")  # the loss curve from the job's metrics
     config = at.dataframe[0].value
-    assert "lora_rank" in list(config["field"])
+    values = dict(zip(config["field"], config["value"]))
+    assert values["lora_rank"] == "16" and values["eval_every_steps"] == "—"  # unset: no "None"
+    assert "None" not in values.values()
+    assert at.button(key="models_train_again").label == "Train again"  # short: never cut off
     labels = {b.proto.label for b in at.get("download_button")}
     assert any(label.startswith("Download all (.zip") for label in labels)
     archive = zipfile.ZipFile(io.BytesIO(media["detail-adapter-v1.zip"]))
@@ -208,6 +211,21 @@ def test_costs_totals_by_type_day_and_job(actor):
     assert list(by_job["amount"]) == [12.5, 0.5, 0.25]
     assert at.get("vega_lite_chart")  # by day
     assert "No monthly budget set" in texts(at)
+
+
+def test_tiny_costs_are_not_shown_as_zero(actor):
+    import json
+
+    d = make_dataset(actor, "d")
+    _record(actor, d, "cpu run", 0.0004)
+    _record(actor, d, "another", 0.0012)
+    at = open_app("costs")
+    assert not at.exception, at.exception
+    m = _metrics(at)
+    assert (m["Total"], m["Compute"], m["Storage"]) == ("$0.0016", "$0.0016", "$0.00")
+    (chart,) = at.get("vega_lite_chart")
+    y = json.loads(chart.proto.spec)["encoding"]["y"]
+    assert y["axis"]["format"] == "$,.4f"  # distinct ticks ($0.0005, $0.0010…), not "$0.00"
 
 
 def test_budget_setting_and_alert_states(actor):

@@ -37,3 +37,46 @@ def length_histogram(bins: list[dict], percentiles: dict | None = None) -> alt.C
     labels = alt.Chart(pdf).mark_text(align="left", baseline="top", dx=3, color="#e45756").encode(
         x="value:Q", y=alt.value(2), text="label:N")
     return alt.layer(bars, rules, labels).properties(height=260)
+
+
+def spend_by_day_chart(by_day: list[dict], period: str) -> alt.Chart | None:
+    """Spend per day of the month ``period`` ("YYYY-MM"), stacked by cost type, on a time axis
+    spanning the whole calendar month: one day is a ~1/30-wide bar however many days have spend.
+    ``by_day``: [{day: "YYYY-MM-DD", cost_type, amount}]. None when empty."""
+    from app.job_charts import COST_COLOURS, COST_LABELS, money_format
+
+    if not by_day:
+        return None
+    start = pd.Timestamp(f"{period}-01")
+    end = start + pd.offsets.MonthBegin(1)
+    order = {t: i for i, t in enumerate(COST_COLOURS)}
+    df = pd.DataFrame(by_day)
+    df["amount"] = df["amount"].astype(float)
+    df["rank"] = df["cost_type"].map(lambda t: order.get(t, len(order)))
+    df = df.sort_values(["day", "rank"]).reset_index(drop=True)
+    df["top"] = df.groupby("day")["amount"].cumsum()  # stacked in pandas: x/x2 bars, y/y2 spans
+    df["bottom"] = df["top"] - df["amount"]
+    day = pd.to_datetime(df["day"])
+    df["start"] = day + pd.Timedelta(hours=3)  # a gap between neighbouring days
+    df["end"] = day + pd.Timedelta(hours=21)
+    df["type"] = df["cost_type"].map(lambda t: COST_LABELS.get(t, t))
+    df["date"] = day.dt.strftime("%b %d")
+    df["day_total"] = df.groupby("day")["amount"].transform("sum")
+    largest = float(df["top"].max() or 0.0)
+    types = [COST_LABELS[k] for k in COST_COLOURS]
+    return alt.Chart(df.drop(columns=["rank"])).mark_bar().encode(
+        x=alt.X("start:T", title="day", scale=alt.Scale(domain=[
+            alt.DateTime(year=start.year, month=start.month, date=1),
+            alt.DateTime(year=end.year, month=end.month, date=1)]),
+            axis=alt.Axis(format="%b %d", labelAngle=0, tickCount={"interval": "day",
+                                                                   "step": 7})),
+        x2="end:T",
+        y=alt.Y("top:Q", title="spend ($)", scale=alt.Scale(domainMin=0),
+                axis=alt.Axis(format=money_format(largest), tickCount=5)),
+        y2="bottom:Q",
+        color=alt.Color("type:N", title="cost type", scale=alt.Scale(
+            domain=types, range=list(COST_COLOURS.values())), legend=alt.Legend(orient="top")),
+        tooltip=[alt.Tooltip("date:N", title="day"), alt.Tooltip("type:N", title="cost type"),
+                 alt.Tooltip("amount:Q", format="$,.4f"),
+                 alt.Tooltip("day_total:Q", title="day total", format="$,.4f")],
+    ).properties(height=280)

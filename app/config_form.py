@@ -7,13 +7,18 @@ page switch) is taken from the last values this session saw, else from the chose
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import hashlib
+import re
+from array import array
+from typing import Any, NamedTuple
 
 import streamlit as st
 from annotated_types import Ge, Gt, Le, Lt
 
-from app.widgets import literal
+from app.widgets import fmt_int, literal
 from backend import catalogs, jobs
+from backend.errors import BrightRunError
 from backend.training_config import TrainingConfig, field_help
 
 PRESET_KEY = "configure_preset"
@@ -42,6 +47,9 @@ GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("max_grad_norm", "max_seq_length", "seed"),
         ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
 FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS)
+SPLIT_SEED = 0  # the trainer's split seed (ray_jobs.lora_worker.TrainConfig.validation_seed)
+EXACT_SPLIT_MAX_BYTES = 128 * 2**20  # larger files: the held-out count is approximated
+HARDWARE_LABEL_CHARS = 28  # longer hardware names lose a trailing "(…)" in the select box
 
 
 def key(field: str) -> str:
@@ -218,19 +226,29 @@ def overrides(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hardware_labels(hardware) -> dict[str, str]:
+    """Select-box label per hardware id: its name, without a trailing "(…)" when the name is long
+    (the details follow in a caption below) and the short names stay distinct."""
+    short = {h.id: (re.sub(r"\s*\([^()]*\)$", "", h.name) if len(h.name) > HARDWARE_LABEL_CHARS
+                    else h.name) or h.name for h in hardware}
+    if len(set(short.values())) < len(short):
+        return {h.id: h.name for h in hardware}
+    return short
+
+
 def hardware_picker() -> tuple[str, int]:
-    """Hardware select and a worker count bounded by the hardware's max_workers."""
+    """Hardware select (short labels: the narrow column cuts long ones off at ~1200 px) and a
+    worker count bounded by the hardware's max_workers; memory, price and notes in a caption."""
     hardware = catalogs.list_hardware()
     by_id = {h.id: h for h in hardware}
+    labels = hardware_labels(hardware)
     ids = list(by_id)
     if st.session_state.get("configure_hardware") not in by_id:
         st.session_state["configure_hardware"] = "cpu-local" if "cpu-local" in by_id else ids[0]
     st.markdown("#### Hardware")
     c = st.columns([3, 1])
     hw_id = c[0].selectbox(
-        "Worker type", ids, key="configure_hardware",
-        format_func=lambda i: f"{by_id[i].name} · {by_id[i].memory_gb:g} GB · "
-                              f"${by_id[i].cost_per_gpu_hour:,.2f}/h",
+        "Worker type", ids, key="configure_hardware", format_func=labels.__getitem__,
         help="Each worker holds the whole model (data parallel); price is per worker-hour.")
     hw = by_id[hw_id]
     workers = int(st.session_state.get("configure_workers") or 1)
@@ -238,6 +256,84 @@ def hardware_picker() -> tuple[str, int]:
     workers = c[1].number_input("Workers", min_value=1, max_value=hw.max_workers, step=1,
                                 key="configure_workers",
                                 help=f"Data-parallel workers (1 to {hw.max_workers} of this type).")
-    if hw.memory_note:
-        st.caption(literal(hw.memory_note))
+    what = "GPU memory" if hw.kind == "gpu" else "memory"
+    details = (f"{hw.name} · {hw.memory_gb:g} GB {what} per worker · "
+               f"${hw.cost_per_gpu_hour:,.2f} per worker-hour · up to {hw.max_workers} workers")
+    st.caption(literal(details + (f". {hw.memory_note[:1].upper()}{hw.memory_note[1:]}."
+                                  if hw.memory_note else "")))
     return hw_id, int(workers)
+
+
+# ----- the validation split of the chosen fraction ----------------------------------------------
+class SplitKeys(NamedTuple):
+    """Per conversation of a dataset file: the split hash (first 8 bytes of BLAKE2b(f"{seed}:{id}")
+    as a big-endian number, as ``formats.is_validation`` compares it) and its assistant turns."""
+
+    keys: Any  # numpy uint64 array
+    pairs: Any  # numpy int64 array
+
+
+@st.cache_resource(max_entries=16, show_spinner="Counting the validation split…")
+def _split_keys(dataset_id: str) -> SplitKeys:
+    """One read of the dataset file (the trainer's parser) per dataset and server process.
+    Raises what opening or parsing raises."""
+    import numpy as np
+
+    from backend import datasets as ds
+    from backend.formats import iter_conversations
+
+    keys, pairs = bytearray(), array("q")
+    with contextlib.closing(ds.open_dataset(dataset_id)) as fh:
+        for _, conv in iter_conversations(fh):
+            keys += hashlib.blake2b(f"{SPLIT_SEED}:{conv.conversation_id}".encode()).digest()[:8]
+            pairs.append(sum(1 for t in conv.turns if t.get("role") == "assistant"))
+    return SplitKeys(np.frombuffer(bytes(keys), dtype=">u8").astype(np.uint64),
+                     np.frombuffer(pairs.tobytes(), dtype=np.int64))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def held_out(dataset_id: str, fraction: float) -> tuple[int, int]:
+    """(conversations, assistant pairs) the trainer holds out for validation at ``fraction``:
+    exactly ``backend.training_data.load_split``'s split. Raises what reading the file raises."""
+    import numpy as np
+
+    from backend.formats import _split_threshold  # the very bound is_validation compares with
+
+    split = _split_keys(dataset_id)
+    if fraction <= 0.0:
+        return 0, 0
+    if fraction >= 1.0:
+        return len(split.keys), int(split.pairs.sum())
+    mask = split.keys < np.uint64(int.from_bytes(_split_threshold(fraction), "big"))
+    return int(mask.sum()), int(split.pairs[mask].sum())
+
+
+def split_caption(dataset, fraction: float | None) -> tuple[str, str]:
+    """(caption, tooltip) on how much of ``dataset`` the chosen validation fraction holds out:
+    counted exactly from the file (cached per dataset and fraction), or approximated when the file
+    is large or cannot be read."""
+    fraction = float(fraction or 0.0)
+    if fraction <= 0.0:
+        return ("no validation split (validation fraction 0): every conversation is trained on",
+                "Set a validation fraction under Advanced settings to measure validation loss.")
+    rule = ("The split is deterministic: a conversation is held out when the hash of its id "
+            f"(split seed {SPLIT_SEED}) falls below the fraction, so the same conversations are "
+            "held out on every run; the training Seed does not change it.")
+    size = int(getattr(dataset, "file_size", 0) or 0)
+    if size <= EXACT_SPLIT_MAX_BYTES:
+        try:
+            conversations, pairs = held_out(dataset.id, fraction)
+        except (BrightRunError, OSError):
+            why = "the dataset file could not be read here"
+        else:
+            return (f"{fmt_int(conversations)} of {fmt_int(dataset.total_conversations)} "
+                    f"conversation(s) ({fmt_int(pairs)} validation pair(s)) held out at validation "
+                    f"fraction {fraction:.2f}",
+                    f"Counted from the dataset file with the trainer's split. {rule}")
+    else:
+        why = f"the file ({size / 2**20:,.0f} MB) is too large to read on every visit"
+    total = int(dataset.total_conversations or 0)
+    return (f"about {fmt_int(round(fraction * total))} of {fmt_int(total)} conversation(s) held "
+            f"out at validation fraction {fraction:.2f}",
+            f"Approximately fraction × conversations: {why}, and the exact count depends on "
+            f"each conversation's id. {rule}")

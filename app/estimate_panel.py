@@ -49,11 +49,24 @@ def show_estimate(est: dict) -> None:
             st.markdown("\n".join(f"- {literal(a)}" for a in est["assumptions"]))
 
 
+def memory_bar(what: str, total: float, available: float, fits: bool) -> str:
+    """'GPU memory per worker: 1.0 of 8 GB (13 %)' over a filled bar, as one markdown block (numbers
+    only, nothing user-typed). Not st.progress: its lazily loaded widget shows as an empty grey
+    box until the browser has fetched it, which screenshots and slow links caught."""
+    share = min(total / available, 1.0) if available > 0 else 1.0
+    colour = "#3b6fd8" if fits else "#e45756"
+    return (f"**{what} per worker:** {total:,.1f} of {available:,.0f} GB ({share:.0%})\n\n"
+            f'<div role="meter" aria-label="{what} per worker" aria-valuemin="0" '
+            f'aria-valuemax="{available:g}" aria-valuenow="{total:.2f}" style="height:8px;'
+            f'border-radius:4px;background:#e6e9ef;overflow:hidden;margin:-6px 0 4px 0;">'
+            f'<div style="width:{share * 100:.1f}%;min-width:2px;height:100%;'
+            f'background:{colour};"></div></div>')
+
+
 def _memory(vram: dict, hw: dict) -> None:
     what = "GPU memory" if hw.get("is_gpu") else "Memory"
     total, available = float(vram["total_gb"]), float(vram["available_gb"])
-    st.markdown(f"**{what} per worker:** {total:,.1f} of {available:,.0f} GB")
-    st.progress(min(total / available, 1.0) if available else 1.0)
+    st.markdown(memory_bar(what, total, available, bool(vram["fits"])), unsafe_allow_html=True)
     st.caption(f"base weights {vram['base_weights_gb']:,.2f} GB · LoRA + optimizer "
                f"{vram['lora_and_optimizer_gb']:,.2f} GB · activations "
                f"{vram['activations_gb']:,.2f} GB · overhead {vram['overhead_gb']:,.2f} GB")

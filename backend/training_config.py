@@ -115,8 +115,9 @@ class TrainingConfig(BaseModel):
                     "truncated. Activation memory grows with it; keep it within the model's context.")
     seed: int = Field(
         42, ge=0, le=2**32 - 1,
-        description="Random seed for the train/validation split, LoRA initialisation, dropout and data "
-                    "order: the same seed and data give the same run.")
+        description="Random seed for LoRA initialisation, dropout and data order: the same seed and "
+                    "data give the same run. The train/validation split does not depend on it, so "
+                    "runs with different seeds are compared on the same held-out conversations.")
     eval_every_steps: int | None = Field(
         None, ge=1, le=1_000_000,
         description="Compute validation loss every N optimizer steps (and at the end). Empty/none: at "
@@ -128,8 +129,9 @@ class TrainingConfig(BaseModel):
                     "end). Empty/none: at the end of every epoch. Checkpoints cost storage.")
     validation_fraction: float = Field(
         0.1, ge=0, le=0.5,
-        description="Fraction of conversations held out (by seed) to measure validation loss; 0 "
-                    "disables validation and evaluation.")
+        description="Fraction of conversations held out to measure validation loss (chosen by a "
+                    "hash of each conversation: the split the dataset statistics show); 0 disables "
+                    "validation and evaluation.")
 
     @field_validator("target_modules")
     @classmethod

@@ -23,6 +23,8 @@ def _preselected() -> str | None:
 
 
 def _dataset_picker(actor):
+    """The dataset select and its numbers; returns (dataset, slot for the split caption) or
+    None."""
     ready = ds.list_datasets(actor, status="ready", training_ready=True, per_page=200).items
     if not ready:
         st.info("No ready datasets yet — upload one and wait for validation to finish.",
@@ -47,9 +49,13 @@ def _dataset_picker(actor):
     c[1].metric("Training pairs", fmt_int(d.total_training_pairs))
     c[2].metric("Total tokens", fmt_int(d.total_tokens))
     c[3].metric("Assistant tokens", fmt_int(d.assistant_tokens))
-    st.caption(f"Format {literal(format_label(d.format))} · file {literal(d.file_name)} · "
-               f"{fmt_int(d.total_validation_pairs)} validation pair(s) held out")
-    return d
+    return d, st.empty()  # the split caption follows the form's validation fraction
+
+
+def _split_caption(slot, dataset, fraction) -> None:
+    text, help_text = form.split_caption(dataset, fraction)
+    slot.caption(f"Format {literal(format_label(dataset.format))} · file "
+                 f"{literal(dataset.file_name)} · {text}", help=help_text)
 
 
 def _parent_banner(actor) -> str | None:
@@ -121,11 +127,12 @@ def main() -> None:
     actor = current_user()
     st.title("Configure training")
     st.caption("Pick a ready dataset, a preset and the hardware; the estimate updates as you go.")
-    dataset = None
+    picked = None
     with handled():
-        dataset = _dataset_picker(actor)
-    if dataset is None:
+        picked = _dataset_picker(actor)
+    if picked is None:
         return
+    dataset, split_slot = picked
     parent_id = _parent_banner(actor)
     with handled():
         form.init_state()
@@ -133,6 +140,7 @@ def main() -> None:
         with left:
             preset = form.preset_buttons()
             values = form.advanced_settings()
+            _split_caption(split_slot, dataset, values["validation_fraction"])
             st.caption(form.summary_caption(values, preset))
             hw_id, workers = form.hardware_picker()
             show_mask_preview(dataset, values["base_model"], values["max_seq_length"])

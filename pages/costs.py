@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import job_charts
+from app import charts, job_charts
 from app.auth import current_user
 from app.job_widgets import fmt_money
 from app.widgets import handled, literal, page_path, show_error
@@ -91,7 +91,7 @@ def _amount_column(amounts) -> st.column_config.NumberColumn:
 
 
 def _breakdown(summary, everyone: bool) -> None:
-    chart = job_charts.spend_by_day_chart(summary.by_day)
+    chart = charts.spend_by_day_chart(summary.by_day, summary.period)  # the whole month on x
     if chart is not None:
         st.markdown("#### By day")
         st.altair_chart(chart, width="stretch")

@@ -3,6 +3,8 @@ settings, assistant-mask preview, bad input creates nothing, over-budget confirm
 training creates the job (Ray submission recorded; one test submits to the real Ray head)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.widgets import literal
@@ -204,6 +206,84 @@ def test_over_budget_needs_confirmation(actor, submitted):
     assert not at.exception, at.exception
     (job,) = jobs.list_jobs(actor).items
     assert job.budget_decision["confirmed_over_budget"] and submitted == [job.id]
+
+
+def _split_caption(at) -> str:
+    return next(c for c in at.caption if "held out" in c.value or "no validation split" in c.value)
+
+
+def test_split_caption_follows_the_validation_fraction(actor, monkeypatch):
+    import io
+
+    from backend import datasets
+    from backend.training_data import load_split
+
+    reads = []
+    real_open = datasets.open_dataset
+    monkeypatch.setattr(datasets, "open_dataset",
+                        lambda dataset_id: reads.append(dataset_id) or real_open(dataset_id))
+    data = jsonl(40)
+    d = make_dataset(actor, "d", content=data)
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    for fraction in (0.1, 0.3, 0.45, 0.1):
+        _num(at, "validation_fraction").set_value(fraction).run(timeout=TIMEOUT)
+        assert not at.exception, at.exception
+        _, val = load_split(io.BytesIO(data), fraction, 0)  # the trainer's split (seed 0)
+        caption = _split_caption(at)
+        assert (f"{len(val)} of 40 conversation(s) ({len(val)} validation pair(s)) held out at "
+                f"validation fraction {fraction:.2f}") in caption.value, caption.value
+        assert "trainer's split" in caption.help
+    assert reads == [d.id]  # one read of the file; every fraction after it from the cache
+    assert len(load_split(io.BytesIO(data), 0.45, 0)[1]) != len(load_split(io.BytesIO(data), 0.1,
+                                                                           0)[1])
+    _num(at, "validation_fraction").set_value(0.0).run(timeout=TIMEOUT)
+    assert "no validation split (validation fraction 0)" in _split_caption(at).value
+
+
+def test_split_caption_of_a_large_file_is_an_approximation(actor, monkeypatch):
+    from app import config_form
+
+    monkeypatch.setattr(config_form, "EXACT_SPLIT_MAX_BYTES", 10)
+    make_dataset(actor, "big", n=40)
+    at = open_app("configure")
+    _num(at, "validation_fraction").set_value(0.3).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    caption = _split_caption(at)
+    assert "about 12 of 40 conversation(s) held out at validation fraction 0.30" in caption.value
+    assert "too large" in caption.help and "Approximately fraction" in caption.help
+
+
+def test_memory_bar_is_markdown_not_a_lazy_widget(actor):
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    assert not at.get("progress")  # st.progress showed as an empty grey box until loaded
+    (bar,) = [m for m in at.markdown if "per worker:**" in m.value]
+    assert "1.0 of 8 GB (12%)" in bar.value or "1.0 of 8 GB (13%)" in bar.value
+    assert 'role="meter"' in bar.value and re.search(r"width:1[23]\.\d%", bar.value)
+
+
+def test_hardware_labels_fit_and_details_follow_in_a_caption(actor):
+    from types import SimpleNamespace as NS
+
+    from app.config_form import HARDWARE_LABEL_CHARS, hardware_labels
+
+    make_dataset(actor, "d")
+    at = open_app("configure")
+    select = at.selectbox(key="configure_hardware")
+    assert select.value == "cpu-local" and "Local CPU" in select.options
+    assert max(map(len, select.options)) <= HARDWARE_LABEL_CHARS  # no cut-off at 1200 px
+    page = texts(at)
+    assert literal("Local CPU (Ray workers on this machine) · 8 GB memory per worker") in page
+    assert "up to 4 workers" in page
+    select.select("H100-80GB").run(timeout=TIMEOUT)
+    h100 = "NVIDIA H100 80GB (SXM) · 80 GB GPU memory per worker · $5.00 per worker-hour"
+    assert literal(h100) in texts(at)
+    # a short name that would become ambiguous keeps the full names
+    twins = [NS(id="a", name="Some very long GPU name 80GB (PCIe)"),
+             NS(id="b", name="Some very long GPU name 80GB (SXM)")]
+    assert hardware_labels(twins) == {"a": twins[0].name, "b": twins[1].name}
 
 
 @pytest.mark.ray

@@ -228,6 +228,37 @@ def test_tiny_costs_are_not_shown_as_zero(actor):
     assert y["axis"]["format"] == "$,.4f"  # distinct ticks ($0.0005, $0.0010…), not "$0.00"
 
 
+def test_one_day_of_spend_is_one_day_wide(actor):
+    import json
+    from datetime import datetime, timezone
+
+    from app.charts import spend_by_day_chart
+
+    d = make_dataset(actor, "d")
+    _record(actor, d, "run", 1.5)
+    with session_scope() as s:
+        add_cost(s, actor.id, "storage", 0.25)
+    at = open_app("costs")
+    assert not at.exception, at.exception
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    x = spec["encoding"]["x"]
+    assert x["type"] == "temporal" and spec["encoding"]["x2"]["field"] == "end"
+    now = datetime.now(timezone.utc)
+    first, after = x["scale"]["domain"]  # the whole calendar month, whatever the spend
+    assert (first["year"], first["month"], first["date"]) == (now.year, now.month, 1)
+    assert (after["month"], after["date"]) == (now.month % 12 + 1, 1)
+    assert spec["encoding"]["y"]["axis"]["format"] == "$,.2f"
+    # bars run from 03:00 to 21:00 of their day, stacked compute under storage
+    df = spend_by_day_chart([{"day": "2026-02-03", "cost_type": "storage", "amount": 0.25},
+                             {"day": "2026-02-03", "cost_type": "compute", "amount": 1.5},
+                             {"day": "2026-02-10", "cost_type": "compute", "amount": 2.0}],
+                            "2026-02").data
+    assert list(df["bottom"]) == [0.0, 1.5, 0.0] and list(df["top"]) == [1.5, 1.75, 2.0]
+    assert (df["end"] - df["start"]).dt.total_seconds().tolist() == [18 * 3600] * 3
+    assert spend_by_day_chart([], "2026-02") is None
+
+
 def test_budget_setting_and_alert_states(actor):
     d = make_dataset(actor, "d")
     _record(actor, d, "run", 85.0)

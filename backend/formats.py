@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import methodcaller
 from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import orjson
@@ -121,12 +120,15 @@ def held_out_pairs(conversation_ids: list[str], n_assistant: list[int], fraction
     if fraction >= 1.0 or fraction <= 0.0:
         return sum(n_assistant) if fraction >= 1.0 else 0
     below = _split_threshold(fraction).__gt__  # 64-byte digest vs 8-byte bound: compares 8 bytes
-    digests = map(_DIGEST, map(hashlib.blake2b, map(str.encode, map(f"{seed}:".__add__,
-                                                                     conversation_ids))))
+    # BLAKE2b of f"{seed}:{id}": the state after the prefix, copied, then the id (cheaper than
+    # a new hash object with its parameters for every id).
+    prefix = hashlib.blake2b(f"{seed}:".encode())
+    digests = []
+    for cid in conversation_ids:
+        h = prefix.copy()
+        h.update(cid.encode())
+        digests.append(h.digest())
     return sum(compress(n_assistant, map(below, digests)))
-
-
-_DIGEST = methodcaller("digest")
 
 
 # ----- rules on roles, binary sniffing -------------------------------------------------------

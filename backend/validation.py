@@ -1,13 +1,15 @@
 """Streaming dataset validation: every problem (line, code, message, suggestion) and statistics.
 
-Pure: the only I/O is reading the binary file object handed to :func:`validate_stream`, one line at a
-time, so memory stays bounded (one line, one batch of texts for the tokenizer, the set of conversation
-ids seen, and a histogram of lengths). Issue codes and their meaning are in :data:`ISSUE_CODES` and in
-``docs/dataset-formats.md``.
+Pure: the only I/O is reading the binary file object handed to :func:`validate_stream`, in 1 MiB
+blocks cut into lines, so memory stays bounded (one block, one line, one batch of texts for the
+tokenizer, the set of conversation ids seen, and a histogram of lengths). Once the format is known,
+most lines go through the typed fast path of ``backend.validation_fast``. Issue codes and their
+meaning are in :data:`ISSUE_CODES` and in ``docs/dataset-formats.md``.
 """
 from __future__ import annotations
 
 import heapq
+import io
 import os
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -21,14 +23,15 @@ from backend.dataset_stats import (WHITESPACE_TOKENIZER, CountTokens, DatasetSta
                                    StatsAccumulator, TokenBatcher, tokenizer_counter,
                                    whitespace_counter)
 from backend.errors import InvalidInput
-from backend.formats import (FORMATS, MAIN_KEY, MESSAGE_SPECS, OPTIONAL_KEYS, REQUIRED_KEYS, V4,
-                             Conversation, RoleCheck, check_roles, detect_format, extract,
-                             held_out_pairs, sniff_binary)
+from backend.formats import (FORMATS, MAIN_KEY, MESSAGE_SPECS, Conversation, RoleCheck,
+                             check_roles, detect_format, extract, held_out_pairs, sniff_binary)
+from backend.validation_fast import FLUSH, fast_loop
 
 __all__ = ["ISSUE_CODES", "Issue", "RoleCheck", "ValidationReport", "check_roles", "sniff_binary",
            "tokenizer_counter", "validate_stream"]
 
 MAX_LINE_BYTES = 256 * 1024 * 1024
+READ_BLOCK = 1 << 20
 PREVIEW_CHARS = 2000
 _BOM = b"\xef\xbb\xbf"
 
@@ -171,21 +174,15 @@ def _preview(conversation: Conversation) -> dict[str, Any]:
     return out
 
 
-class _Slow(Exception):
-    """Raised inside the fast loop: let the full per-line check handle this line."""
-
-
-_FAST_TOP = {fmt: frozenset(REQUIRED_KEYS[fmt]) | (frozenset(OPTIONAL_KEYS[fmt]) - {"system", "id"})
-             for fmt in MESSAGE_SPECS}
-_FLUSH = 4096
 _FIRST, _TURNS = itemgetter(0), itemgetter(3)
 
 
 class _Validation:
     """State of one validation run (see :func:`validate_stream`). Lines go through the full check
     (:meth:`one_line`) until the format is known and the preview is full, then through
-    :meth:`_fast_loop`, which proves common well-formed lines valid with few C-level passes and hands
-    anything unusual back to :meth:`one_line`."""
+    :meth:`_fast_loop` (``backend.validation_fast``), which proves common well-formed lines valid
+    with a typed decoder and few C-level passes and hands anything unusual back to
+    :meth:`one_line`."""
 
     def __init__(self, fmt: str | None, count_tokens: CountTokens | None, tokenizer: str | None,
                  max_seq_length: int, fraction: float, max_issues: int, limit: int):
@@ -296,7 +293,7 @@ class _Validation:
         index = tuple(i for i, t in enumerate(turns) if t["role"] == "assistant")
         self.accepted_ids.append(conversation.conversation_id)
         self.accepted_info.append((n_assistant, False, index, len(turns)))
-        if len(self.accepted_ids) >= _FLUSH:
+        if len(self.accepted_ids) >= FLUSH:
             self.flush_accepted()
         if self.batcher is not None:
             self.batcher.add((line_no, index), [t["content"] for t in turns])
@@ -353,60 +350,8 @@ class _Validation:
             self.role_info[roles] = info
         return info
 
-    def _fast_loop(self, lines: Iterator[bytes], line_no: int) -> int:  # noqa: C901 - hot loop
-        spec = MESSAGE_SPECS[self.fmt]
-        list_key, id_required = spec.list_key, self.fmt == V4
-        get_role, get_content = itemgetter(spec.role_key), itemgetter(spec.content_key)
-        keys_ok, loads, strip = _FAST_TOP[self.fmt].issuperset, orjson.loads, str.strip
-        first_line, known_roles, batcher = self.seen.setdefault, self.role_info.get, self.batcher
-        accepted_ids, accepted_info, warn_lines = self.accepted_ids, self.accepted_info, \
-            self.warn_lines
-        for raw in lines:
-            line_no += 1
-            try:
-                obj = loads(raw)
-                turns, cid, meta = obj[list_key], obj.get("conversation_id"), obj.get("metadata")
-                if not keys_ok(obj) or (meta is not None and type(meta) is not dict):
-                    raise _Slow
-                if cid is None:
-                    if id_required or "conversation_id" in obj:  # missing, or null
-                        raise _Slow
-                elif not cid.strip():  # not a string: AttributeError
-                    raise _Slow
-                roles = tuple(map(get_role, turns))  # a turn that is not an object: TypeError
-                info = known_roles(roles)
-                if info is None:
-                    info = self._role_info(roles)
-                if not info or sum(map(len, turns)) != 2 * len(roles):
-                    raise _Slow
-                if batcher is None:
-                    if not all(map(strip, map(get_content, turns))):
-                        raise _Slow
-                else:
-                    contents = list(map(get_content, turns))
-                    if not all(map(strip, contents)):
-                        raise _Slow
-                if cid is None:
-                    cid = f"line-{line_no}"
-                elif first_line(cid, line_no) != line_no:
-                    raise _Slow
-            except (_Slow, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
-                self.one_line(line_no, raw)
-                if self.stopped:
-                    break
-                continue
-            if info[1]:
-                warn_lines.append(line_no)
-                if len(warn_lines) >= _FLUSH:
-                    self._log_warn_lines()
-            accepted_ids.append(cid)
-            accepted_info.append(info)
-            if len(accepted_ids) >= _FLUSH:
-                self.flush_accepted()
-            if batcher is not None:
-                batcher.add((line_no, info[2]), contents)
-        self._log_warn_lines()
-        return line_no
+    def _fast_loop(self, lines: Iterator[bytes], line_no: int) -> int:
+        return fast_loop(self, lines, line_no)
 
     def _log_warn_lines(self) -> None:
         self.log.add_many(self.warn_lines, "missing_system_prompt", "no system prompt")
@@ -437,13 +382,14 @@ def validate_stream(fileobj: BinaryIO, *, declared_format: str | None = None,
                     skip_tokens: bool = False, max_line_bytes: int = MAX_LINE_BYTES
                     ) -> ValidationReport:
     """Validate a JSONL dataset read line by line from a binary file object; never stops at the
-    first problem (only at binary data) and never holds more than one line of the file.
+    first problem (only at binary data) and never holds more than one line of the file and one
+    READ_BLOCK (1 MiB) read ahead.
 
     ``declared_format`` None or "auto" detects the format from the first line that has one.
     ``count_tokens`` counts the tokens of a batch of texts (see :func:`tokenizer_counter`); None
     counts whitespace-separated words; ``skip_tokens`` counts nothing (token statistics are None).
     Raises InvalidInput for an unknown declared format, a bad argument or a text-mode file object;
-    whatever ``fileobj.readline`` or ``count_tokens`` raise propagates.
+    whatever ``fileobj.readline`` / ``read`` / ``readinto`` or ``count_tokens`` raise propagates.
     """
     run = _new_run(declared_format, count_tokens, max_seq_length, min_conversations,
                    validation_fraction, max_issues_stored, tokenizer_name, skip_tokens,
@@ -493,7 +439,34 @@ def _read(fileobj: BinaryIO, run: _Validation, limit: int) -> int:
     del first  # a huge first line must not stay in memory while the rest is read
     if run.stopped:
         return 1
-    return run.consume(_rest_of_lines(fileobj, limit), 1)
+    rest = io.BufferedReader(_Blocks(fileobj), buffer_size=READ_BLOCK)
+    run.readline = rest.readline
+    return run.consume(_rest_of_lines(rest, limit), 1)
+
+
+class _Blocks(io.RawIOBase):
+    """The rest of a binary file object, read ``READ_BLOCK`` bytes at a time: under an
+    ``io.BufferedReader`` the lines are cut from 1 MiB blocks, not from the caller's buffer (often
+    4-8 KiB: a system call every few lines). ``fileno()`` is the file object's, if it has one."""
+
+    def __init__(self, fileobj: BinaryIO):
+        super().__init__()
+        self._fileobj = fileobj
+        if isinstance(fileobj, (io.BufferedReader, io.BytesIO)):  # no copy through a bytes object
+            self.readinto = fileobj.readinto  # type: ignore[method-assign]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._fileobj.read(len(buffer))
+        if not data:
+            return 0
+        buffer[:len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._fileobj.fileno()
 
 
 def _rest_of_lines(fileobj: BinaryIO, limit: int) -> Iterator[bytes]:

@@ -235,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = data_file(args.size_mb)
     mb = path.stat().st_size / 2**20
+    load_start = os.getloadavg()
     rows = structural_rows(path, mb, args.repeat, args.workers)
+    load_structural = os.getloadavg()
 
     token_path = data_file(min(args.token_mb, args.size_mb))
     tmb = token_path.stat().st_size / 2**20
@@ -266,9 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['peak_kib'] / 1024:.0f} MiB (+{(r['peak_kib'] - r['before_kib']) / 1024:.0f})",
                      "", "bounded"))
 
+    loads = (f"{' '.join(f'{x:.1f}' for x in load)} ({when})" for load, when in (
+        (load_start, "start"), (load_structural, "after the structural rows"),
+        (os.getloadavg(), "end")))
     print(f"\nValidation benchmark — {path.name}, {report.stats.tokenizer} vocab "
-          f"{tok.get_vocab_size()}, best of {args.repeat}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (at the end)\n")
+          f"{tok.get_vocab_size()}, best of {args.repeat}, {os.cpu_count()} CPUs, load averages "
+          f"(1, 5, 15 min) {'; '.join(loads)}\n")
     print("| measure | baseline | validation | ratio | goal |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -41,6 +41,7 @@ from backend.training_config import TrainingConfig
 from backend.training_data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
+from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 
 TRAINER_STATE = "trainer_state.json"
@@ -86,7 +87,7 @@ class _Run:
     train_started: float = 0.0
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0
-    rt: Any = None  # ray_jobs.runtime: RayTrainRuntime or InProcessRuntime
+    rt: Any = field(default_factory=RayTrainRuntime)  # or ray_jobs.runtime.InProcessRuntime
 
 
 def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
@@ -99,8 +100,6 @@ def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
     Ray Train calls go: Ray Train when omitted (a TorchTrainer worker), or the driver's own
     :class:`~ray_jobs.runtime.InProcessRuntime`.
     """
-    from ray_jobs.runtime import RayTrainRuntime
-
     rt = runtime or RayTrainRuntime()
     rank, world = rt.context()
     sink = make_sink(loop_config.get("sink")) if rank == 0 else NullSink()

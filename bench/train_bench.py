@@ -3,7 +3,7 @@
     python bench/train_bench.py throughput     # 1. effective tokens/s vs a naive HF + PEFT loop
     python bench/train_bench.py ray-overhead   # 2. steady-state step time: Ray Train vs in-process
     python bench/train_bench.py first-metric   # 3. create_job → first metrics_points row
-    python bench/train_bench.py loss-variants  # 4. what-if: the step with a cheaper loss
+    python bench/train_bench.py loss-variants  # 4. the step's loss: trained positions vs all
 
 Every part prints a markdown table and writes nothing but data under bench/out/ (datasets, the
 bigger benchmark model, scratch homes). Each default run takes a few minutes on 2 busy cores.
@@ -29,9 +29,9 @@ bigger benchmark model, scratch homes). Each default run takes a few minutes on 
    first ``metrics_points`` row; ``--jobs`` jobs in a row on the same head, each cancelled after
    its first point. Breakdown from the polled job row (status/stage changes) and from lines
    of the Ray job's log (polled every 0.5 s; they reach the log up to ~1 s late). Goal: ≤ 15 s.
-4. **loss-variants** (what-if, not a goal) — the product's step against the same step with the
-   loss computed differently: labels shifted instead of logits (no copy of the logits), and the
-   output layer applied only to positions that have a label. Same batches, same model; per step.
+4. **loss-variants** (not a goal) — the product's step (output layer applied only at positions whose
+   next label is trained: ``ray_jobs.losses``) against the same step computing logits at every
+   position, as it did before. Same batches, same model; per step.
 
 Threads: ``--threads`` (default 1, the thread count Ray gives a 1-CPU worker) is set through
 ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and ``torch.set_num_threads`` for every variant.
@@ -647,65 +647,32 @@ def first_metric(args: argparse.Namespace) -> list[tuple]:
     return rows
 
 
-# ----- 4. what-if: cheaper loss ------------------------------------------------------------------
-def shifted_loss_sum(logits, labels):
-    """``token_loss_sum`` with the labels shifted left instead of the logits sliced: the logits
-    reshape is a view, not a copy of batch × length × vocabulary floats."""
-    import torch.nn.functional as F
+# ----- 4. the loss: output layer at trained positions only vs every position -------------------
+def _full_logits_loss(model, inner, batch):
+    """What the step computed before ``ray_jobs.losses.trained_loss_sum``: logits at every
+    position (padding, system and user tokens included), then the masked cross-entropy."""
+    from ray_jobs.losses import token_loss_sum
 
-    from backend.training_data import IGNORE_INDEX
-
-    target = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
-
-
-class _HiddenStates:
-    """Stands in for the model in ``_optimizer_step``: returns the last hidden states as
-    ``.logits`` so that the loss can apply the output layer to labelled positions only."""
-
-    def __init__(self, peft_model):
-        self.peft = peft_model
-
-    def train(self) -> None:
-        self.peft.train()
-
-    def __call__(self, input_ids, attention_mask):
-        from types import SimpleNamespace
-
-        causal_lm = self.peft.base_model.model
-        out = causal_lm.model(input_ids=input_ids, attention_mask=attention_mask)
-        return SimpleNamespace(logits=out.last_hidden_state)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return token_loss_sum(logits, batch["labels"])
 
 
 @contextlib.contextmanager
 def loss_variant(run, variant: str):
-    import torch.nn.functional as F
-
-    from backend.training_data import IGNORE_INDEX
     from ray_jobs import lora_worker as lw
 
-    original_loss, original_model = lw.token_loss_sum, run.model
-    lm_head = run.inner.base_model.model.lm_head
-
-    def labelled_only(hidden, labels):
-        target = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-        keep = target != IGNORE_INDEX
-        return F.cross_entropy(lm_head(hidden[keep]).float(), target[keep], reduction="sum")
-
-    if variant == "shifted labels":
-        lw.token_loss_sum = shifted_loss_sum
-    elif variant == "output layer on labelled positions only":
-        lw.token_loss_sum, run.model = labelled_only, _HiddenStates(run.inner)
+    original = lw.trained_loss_sum
+    if variant == "all positions (before)":
+        lw.trained_loss_sum = _full_logits_loss
     try:
         yield
     finally:
-        lw.token_loss_sum, run.model = original_loss, original_model
+        lw.trained_loss_sum = original
 
 
 def loss_variants(args: argparse.Namespace) -> list[tuple]:
     dataset = lognormal_dataset(OUT / f"lognormal-{args.conversations}.jsonl", args.conversations)
-    variants = ("product", "shifted labels", "output layer on labelled positions only")
+    variants = ("product", "all positions (before)")
     rows, loads = [], [load_average()]
     for name in args.models:
         path = model_path(name)
@@ -771,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     p3.add_argument("--timeout", type=float, default=180.0)
     p3.add_argument("--keep-logs", action="store_true",
                     help="write each Ray job's log to bench/out/first-metric-jobN.log")
-    p4 = sub.add_parser("loss-variants", help="what-if: the step with a cheaper loss")
+    p4 = sub.add_parser("loss-variants", help="4. the step's loss: trained positions vs all")
     p4.add_argument("--conversations", type=int, default=120)
     p4.add_argument("--models", nargs="+", default=["tiny", "big"], choices=["tiny", "big"])
     p4.add_argument("--steps", type=int, default=6)

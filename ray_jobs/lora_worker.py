@@ -41,6 +41,7 @@ from backend.training_config import TrainingConfig
 from backend.training_data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
+from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 
@@ -192,6 +193,7 @@ def _load_model(run: _Run, path: str) -> None:
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     run.inner = get_peft_model(base, lora)
+    install_row_selection(run.inner)
     run.model = run.rt.prepare_model(run.inner)
     run.device = run.rt.device()
 
@@ -337,9 +339,7 @@ def _optimizer_step(run: _Run, micro: list, trained_tokens: float
         batch = {key: value.to(run.device) for key, value in batch.items()}
         syncing = k == len(micro) - 1 or not hasattr(run.model, "no_sync")
         with contextlib.nullcontext() if syncing else run.model.no_sync():
-            logits = run.model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
-            loss_sum = token_loss_sum(logits, batch["labels"])
+            loss_sum = trained_loss_sum(run.model, run.inner, batch)
             (loss_sum * run.world / max(trained_tokens, 1.0)).backward()
         loss_total += float(loss_sum.detach())
     params = [p for p in run.inner.parameters() if p.requires_grad]
@@ -349,15 +349,6 @@ def _optimizer_step(run: _Run, micro: list, trained_tokens: float
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return loss_total, real_tokens, grad_norm if math.isfinite(grad_norm) else None, lr
-
-
-def token_loss_sum(logits, labels):
-    """Sum of next-token cross-entropy over positions whose label is not -100 (float32)."""
-    import torch.nn.functional as F
-
-    shifted = logits[:, :-1, :].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX,
-                           reduction="sum")
 
 
 def _evaluate(run: _Run) -> float | None:
@@ -373,9 +364,7 @@ def _evaluate(run: _Run) -> float | None:
         for indices in batches:
             batch = collate([run.val[i] for i in indices], run.tokenizer.pad_token_id)
             batch = {key: value.to(run.device) for key, value in batch.items()}
-            logits = run.inner(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).logits
-            total += float(token_loss_sum(logits, batch["labels"]))
+            total += float(trained_loss_sum(run.inner, run.inner, batch))
             count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     run.inner.train()
     total, count = _allreduce([total, float(count)])

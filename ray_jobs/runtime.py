@@ -44,7 +44,7 @@ class RayTrainRuntime:
         return ray.train.get_checkpoint()
 
     def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> None:
-        """A barrier across workers; ``folder`` (rank 0 only) is persisted as checkpoint ``name``."""
+        """A barrier across workers; ``folder`` (rank 0 only) is kept as checkpoint ``name``."""
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None

@@ -3,6 +3,9 @@ metrics/logs for the monitor, and the reconciler that never leaves a dead job ru
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 
 from sqlalchemy import func, select
 
@@ -169,14 +172,63 @@ def cancel_job(actor: UserInfo, job_id: str) -> JobInfo:
     return get_job(actor, job_id)
 
 
+_METRICS_ENTRIES = 32  # results kept per process (≈ 1,200 points each)
+_METRICS_TTL_S = 2.0  # an active job's result is recomputed at least this often
+_metrics_lock = threading.Lock()
+_metrics_cache: OrderedDict[tuple[str, int], tuple[tuple, float, list[MetricsPointInfo]]] = \
+    OrderedDict()
+_metrics_flights = [threading.Lock() for _ in range(16)]  # one computation at a time per job
+
+
 def job_metrics(actor: UserInfo, job_id: str, max_points: int = 1000) -> list[MetricsPointInfo]:
     """Metric points for charts, downsampled in the query to about ``max_points`` with each bucket's
-    highest and lowest training loss kept (peaks survive); every validation point is kept."""
+    highest and lowest training loss kept (peaks survive); every validation point is kept.
+
+    The result is shared by every session of the process: kept per (job, max_points) while the
+    job's step, status and ``updated_at`` stay the same (an active job's at most
+    ``_METRICS_TTL_S``), computed by one session at a time per job. The access check runs on every
+    call. The returned points are shared: do not modify them."""
+    flight = _metrics_flights[hash(job_id) % len(_metrics_flights)]
+    with session_scope() as s:
+        row = _row(s, actor, job_id)
+        key = (row.current_step, row.status, row.updated_at)
+        ttl = _METRICS_TTL_S if row.status in states.JOB_ACTIVE else None
+        hit = _metrics_cached(job_id, max_points, key, ttl)
+        if hit is not None:
+            return hit
+        if flight.acquire(blocking=False):  # nobody computing: compute in this session
+            try:
+                return _metrics_compute(s, job_id, max_points, key)
+            finally:
+                flight.release()
+    with flight:  # another session computes: wait for it without holding a connection
+        hit = _metrics_cached(job_id, max_points, key, ttl)
+        if hit is not None:
+            return hit
+        with session_scope() as s:
+            return _metrics_compute(s, job_id, max_points, key)
+
+
+def _metrics_cached(job_id: str, max_points: int, key: tuple,
+                    ttl: float | None) -> list[MetricsPointInfo] | None:
+    with _metrics_lock:
+        hit = _metrics_cache.get((job_id, max_points))
+        if hit is None or hit[0] != key or (ttl is not None and time.monotonic() - hit[1] > ttl):
+            return None
+        _metrics_cache.move_to_end((job_id, max_points))
+        return list(hit[2])
+
+
+def _metrics_compute(s, job_id: str, max_points: int, key: tuple) -> list[MetricsPointInfo]:
     from backend.metrics_query import downsampled_points
 
-    with session_scope() as s:
-        _row(s, actor, job_id)
-        return downsampled_points(s, job_id, max_points)
+    points = downsampled_points(s, job_id, max_points)
+    with _metrics_lock:
+        _metrics_cache[(job_id, max_points)] = (key, time.monotonic(), points)
+        _metrics_cache.move_to_end((job_id, max_points))
+        while len(_metrics_cache) > _METRICS_ENTRIES:
+            _metrics_cache.popitem(last=False)
+    return list(points)
 
 
 def job_logs(actor: UserInfo, job_id: str, *, level: str | None = None,

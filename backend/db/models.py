@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -123,7 +123,8 @@ class TrainingJob(Base):
     created_at: Mapped[datetime] = _ts(default=utcnow)
     updated_at: Mapped[datetime] = _ts(default=utcnow, onupdate=utcnow)
     __table_args__ = (Index("ix_jobs_user_status", "user_id", "status"),
-                      Index("ix_jobs_status_queued", "status", "queued_at"))
+                      Index("ix_jobs_status_queued", "status", "queued_at"),
+                      Index("ix_jobs_user_created", "user_id", "created_at"))
 
 
 class MetricsPoint(Base):
@@ -141,7 +142,11 @@ class MetricsPoint(Base):
     gpu_utilization: Mapped[float | None] = mapped_column(Float)
     tokens_processed: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("job_id", "step", name="uq_metrics_job_step"),
-                      Index("ix_metrics_job_timestamp", "job_id", "timestamp"))
+                      Index("ix_metrics_job_timestamp", "job_id", "timestamp"),
+                      # the validation points of a job (backend/metrics_query.py), few of many
+                      Index("ix_metrics_job_val_step", "job_id", "step",
+                            postgresql_where=text("validation_loss IS NOT NULL"),
+                            sqlite_where=text("validation_loss IS NOT NULL")))
 
 
 class Checkpoint(Base):

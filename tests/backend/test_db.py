@@ -107,3 +107,89 @@ def test_upgrade_creates_every_table_on_empty_postgres(pg_server):
         assert "JSONB" in str(cols["hyperparameters"]["type"]).upper()
     finally:
         eng.dispose()
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+
+    from backend.db.session import _alembic_config, make_engine
+    eng = make_engine(url)
+    try:
+        with eng.begin() as conn:
+            cfg = _alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        eng.dispose()
+
+
+def _schema_matches_models(eng) -> None:
+    """No difference between the migrated schema and the models; the read indexes exist."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from backend.db.models import Base
+    with eng.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    val = {i["name"]: i for i in inspect(eng).get_indexes("metrics_points")}[
+        "ix_metrics_job_val_step"]
+    assert val["column_names"] == ["job_id", "step"]
+    where = val.get("dialect_options", {}).get(f"{eng.dialect.name}_where")
+    assert where is None or "validation_loss IS NOT NULL" in str(where)  # older SQLite: not shown
+    jobs_idx = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("training_jobs")}
+    assert jobs_idx["ix_jobs_user_created"] == ["user_id", "created_at"]
+
+
+def test_auto_created_schema_matches_models(db):
+    from backend.db.session import current_revision, head_revision
+    assert current_revision(get_engine()) == head_revision() == "0002"
+    _schema_matches_models(get_engine())
+
+
+def test_database_at_0001_refused_then_upgraded(brightrun_home, monkeypatch):
+    """An embedded database made by the previous release: refused with the command, then
+    ``brightrun db upgrade`` (session.upgrade) takes it to head, keeping its rows."""
+    from sqlalchemy import text
+
+    from backend.db.models import User
+    from backend.db.session import head_revision, make_engine
+    brightrun_home.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{brightrun_home / 'old.db'}"
+    _upgrade_to(url, "0001")
+    old = make_engine(url)
+    with old.begin() as c:
+        c.execute(text("INSERT INTO users (id, email, name, role, is_local, created_at, "
+                       "updated_at) VALUES ('u1', 'old@x.io', 'Old', 'user', 0, "
+                       "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+    old.dispose()
+    monkeypatch.setenv("BRIGHTRUN_DATABASE_URL", url)
+    reset_settings()
+    dispose_engines()
+    with pytest.raises(DatabaseError) as err:
+        get_engine()
+    assert err.value.code == "schema_out_of_date"
+    assert "at 0001" in str(err.value) and f"needs {head_revision()}" in str(err.value)
+    assert upgrade(url) == head_revision()
+    with session_scope() as s:  # the engine now opens; the old rows are there
+        assert s.scalar(select(User.email).where(User.id == "u1")) == "old@x.io"
+    eng = make_engine(url)
+    try:
+        _schema_matches_models(eng)
+    finally:
+        eng.dispose()
+    dispose_engines()
+
+
+@pytest.mark.postgres
+def test_upgrade_from_0001_on_postgres(pg_server):
+    from backend.db.session import current_revision, head_revision, make_engine
+    from tests.fixtures.postgres import _create_database
+    url = _create_database(pg_server.url)
+    _upgrade_to(url, "0001")
+    assert upgrade(url) == head_revision()
+    eng = make_engine(url)
+    try:
+        assert current_revision(eng) == head_revision()
+        _schema_matches_models(eng)
+    finally:
+        eng.dispose()

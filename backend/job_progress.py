@@ -11,11 +11,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, literal_column, select
 
 from backend import states
 from backend.costs import add_cost
-from backend.db.models import (Checkpoint, CostRecord, JobLog, MetricsPoint, TrainingJob, utcnow)
+from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, JobLog, MetricsPoint,
+                               MetricsRollup, TrainingJob, utcnow)
 from backend.db.session import dispose_engines, session_scope
 from backend.errors import DatabaseError, NotFound
 from backend.notifications import notify
@@ -130,8 +131,39 @@ def append_metrics(job_id: str, points: list[dict]) -> int:
                                    step=int(p["step"]), timestamp=_ts(p.get("timestamp")),
                                    **{k: p.get(k) for k in METRIC_FIELDS}))
                 added += 1
+            if added:
+                s.flush()
+                refresh_rollups(s, job_id, min(steps), max(steps))
             return added
     return with_retry(go, "metrics")
+
+
+def refresh_rollups(s, job_id: str, first_step: int, last_step: int | None = None) -> None:
+    """Recompute the job's MetricsRollup blocks covering ``first_step`` .. ``last_step`` (None: to
+    the end, dropping blocks left without points) from its stored points, in session ``s``.
+    Idempotent: a resent batch or a retried transaction gives the same rows."""
+    lo = max(0, int(first_step)) // ROLLUP_STEPS
+    M, R = MetricsPoint, MetricsRollup
+    gone = delete(R).where(R.job_id == job_id, R.block >= lo)
+    span = [M.job_id == job_id, M.step >= lo * ROLLUP_STEPS]
+    if last_step is not None:
+        hi = int(last_step) // ROLLUP_STEPS
+        gone = gone.where(R.block <= hi)
+        span.append(M.step < (hi + 1) * ROLLUP_STEPS)
+    s.execute(gone)
+    block = (M.step // ROLLUP_STEPS).label("block")
+    rows = select(M.job_id, block, func.count(), func.min(M.step), func.max(M.step),
+                  func.min(M.training_loss), func.max(M.training_loss),
+                  func.sum(M.learning_rate), func.count(M.learning_rate),
+                  func.sum(M.throughput), func.count(M.throughput),
+                  func.sum(M.gradient_norm), func.count(M.gradient_norm),
+                  func.sum(M.gpu_utilization), func.count(M.gpu_utilization),
+                  func.max(M.epoch), func.max(M.timestamp), func.max(M.tokens_processed)
+                  ).where(*span).group_by(M.job_id, literal_column("block"))
+    s.execute(insert(R).from_select(
+        ["job_id", "block", "points", "step_min", "step_max", "loss_min", "loss_max", "lr_sum",
+         "lr_n", "thr_sum", "thr_n", "gn_sum", "gn_n", "gpu_sum", "gpu_n", "epoch_max", "ts_max",
+         "tokens_max"], rows))
 
 
 def update_progress(job_id: str, *, epoch: int, step: int, total_steps: int | None,

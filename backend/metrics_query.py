@@ -1,11 +1,16 @@
 """Downsampled metric series for charts: bounded points however long the job, peaks kept.
 
-Buckets are ``width`` steps wide counted from the job's first step, ``width`` being the smallest
-power of two that gives at most ``max_points // 2`` buckets. Steps only grow, so a bucket that
+Buckets are ``width`` steps wide counted from the 64-step roll-up block of the job's first step,
+``width`` being the smallest power of two that gives at most ``max_points // 2`` buckets. Steps only grow, so a bucket that
 ends before the job's latest step is *finished*: it never changes. Finished buckets (with their
 validation points) are kept per process (bounded LRU, keyed by job, max_points and width); a call
 aggregates only the points after them, through the ``(job_id, step)`` unique index. When the width
 doubles, kept buckets merge in pairs.
+
+The first call of a process for a job (nothing kept yet) builds the finished buckets from the
+job's roll-up rows (``metrics_rollups``: one row per 64 steps, kept by
+``job_progress.append_metrics`` in the points' transaction) when buckets are at least 64 steps
+wide and the roll-ups cover exactly the stored points; otherwise from the points.
 
 Deletions: a resume from a checkpoint deletes the points after the checkpoint's step and writes
 them again (``backend/progress.py`` ``DbSink.resumed``); a deleted job loses all its points. Each
@@ -22,6 +27,7 @@ from typing import NamedTuple
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
+from backend.db.models import ROLLUP_STEPS, MetricsRollup
 from backend.db.models import MetricsPoint as M
 from backend.schemas import MetricsPointInfo
 
@@ -56,13 +62,16 @@ def downsampled_points(s: Session, job_id: str, max_points: int = 1000) -> list[
         return []
     if n <= max_points:
         return _raw(s, job_id, lo, None, False)
-    width = bucket_width(hi - lo, max_points)
+    origin = lo - lo % ROLLUP_STEPS  # buckets nest on the roll-up blocks
+    width = bucket_width(hi - origin, max_points)
     key = (job_id, max_points, width)
-    base = _base_entry(key, lo)
-    got = _read(s, key, lo, base)
+    base = _base_entry(key, origin)
+    if base is None and width >= ROLLUP_STEPS:
+        base = _rollup_entry(s, key, origin, lo, hi)
+    got = _read(s, key, origin, base)
     if got is None:  # something kept was deleted (resume, deleted points): start again
         _forget(job_id)
-        got = _read(s, key, lo, None)
+        got = _read(s, key, origin, None)
     return got
 
 
@@ -128,6 +137,38 @@ def _read(s: Session, key: tuple[str, int, int], lo: int,
     elif base and key not in _cache:  # merged from a narrower width: keep it
         _store(key, base)
     return [*kept, *sorted(_to_points(aggs[-1]) + vals, key=lambda p: p.step)]
+
+
+def _rollup_entry(s: Session, key: tuple[str, int, int], origin: int, lo: int,
+                  hi: int) -> _Entry | None:
+    """The finished buckets built from the job's roll-up blocks (one row per 64 steps) instead
+    of its points: what makes the first call of a process cheap. None when the roll-ups do not
+    cover exactly the stored points (points written around ``job_progress.append_metrics``)."""
+    job_id, max_points, width = key
+    R = MetricsRollup
+    rows = s.execute(select(R.block, R.step_min, R.step_max, R.loss_min, R.loss_max, R.lr_sum,
+                            R.lr_n, R.thr_sum, R.thr_n, R.gn_sum, R.gn_n, R.gpu_sum, R.gpu_n,
+                            R.epoch_max, R.ts_max, R.tokens_max)
+                     .where(R.job_id == job_id).order_by(R.block)).all()
+    if not rows or rows[0].step_min != lo or rows[-1].step_max != hi:
+        return None
+    done = (hi - origin) // width  # the bucket holding the latest step is still open
+    groups: dict[int, list[tuple]] = {}
+    for r in rows:
+        b = (r.block * ROLLUP_STEPS - origin) // width
+        if b < done:
+            groups.setdefault(b, []).append((b, *r[1:]))
+    if not groups:
+        return None
+    end = origin + done * width
+    sentinel = s.execute(select(M.step, M.id).where(M.job_id == job_id, M.step >= end)
+                         .order_by(M.step).limit(1)).first()
+    if sentinel is None:
+        return None
+    merged = tuple(_merge(b, g) for b, g in sorted(groups.items()))
+    vals = tuple(p for p in _raw(s, job_id, origin, max_points, True) if p.step < end)
+    points = sorted([p for r in merged for p in _to_points(r)] + list(vals), key=lambda p: p.step)
+    return _Entry(origin, width, done, merged, vals, tuple(points), (sentinel[0], sentinel[1]))
 
 
 def _agg_columns() -> list:

@@ -67,6 +67,7 @@ class DbSink:
             with session_scope() as s:
                 s.execute(delete(MetricsPoint).where(MetricsPoint.job_id == self.job_id,
                                                      MetricsPoint.step > step))
+                jp.refresh_rollups(s, self.job_id, step + 1)
         jp.with_retry(go, "resume")
         self.log("warning", f"resumed from the checkpoint at step {step} (epoch {epoch}) after a "
                             "worker failure")

@@ -183,6 +183,11 @@ def bulk_points(job_id: str, n: int) -> float:
         with engine.begin() as conn:
             for i in range(0, n, 10_000):
                 conn.execute(insert(MetricsPoint), rows[i:i + 10_000])
+    from backend.db.session import session_scope
+    from backend.job_progress import refresh_rollups
+
+    with session_scope() as s:  # the roll-ups append_metrics keeps (bulk-loaded points: at once)
+        refresh_rollups(s, job_id, 0)
     logs = [{"id": new_id(), "job_id": job_id, "level": "WARNING" if i % 50 == 0 else "INFO",
              "message": f"step {i * 50}: loss {1.5 + 1 / (1 + i):.4f}, 2,345 tokens/s",
              "timestamp": datetime.now(timezone.utc) - timedelta(seconds=LOG_LINES - i)}

@@ -149,6 +149,35 @@ class MetricsPoint(Base):
                             sqlite_where=text("validation_loss IS NOT NULL")))
 
 
+class MetricsRollup(Base):
+    """Aggregates of a job's metric points in blocks of ``ROLLUP_STEPS`` steps (block = step //
+    ROLLUP_STEPS), kept by ``job_progress`` in the same transaction as the points, so a chart of a
+    long job reads one row per block instead of every point (``backend/metrics_query.py``)."""
+    __tablename__ = "metrics_rollups"
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)
+    step_min: Mapped[int] = mapped_column(Integer)
+    step_max: Mapped[int] = mapped_column(Integer)
+    loss_min: Mapped[float | None] = mapped_column(Float)
+    loss_max: Mapped[float | None] = mapped_column(Float)
+    lr_sum: Mapped[float | None] = mapped_column(Float)
+    lr_n: Mapped[int] = mapped_column(Integer)
+    thr_sum: Mapped[float | None] = mapped_column(Float)
+    thr_n: Mapped[int] = mapped_column(Integer)
+    gn_sum: Mapped[float | None] = mapped_column(Float)
+    gn_n: Mapped[int] = mapped_column(Integer)
+    gpu_sum: Mapped[float | None] = mapped_column(Float)
+    gpu_n: Mapped[int] = mapped_column(Integer)
+    epoch_max: Mapped[int | None] = mapped_column(Integer)
+    ts_max: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tokens_max: Mapped[int | None] = mapped_column(BigInteger)
+
+
+ROLLUP_STEPS = 64  # steps per MetricsRollup block (a power of two: chart buckets nest on it)
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     id: Mapped[str] = _id()

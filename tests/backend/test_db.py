@@ -142,7 +142,7 @@ def _schema_matches_models(eng) -> None:
 
 def test_auto_created_schema_matches_models(db):
     from backend.db.session import current_revision, head_revision
-    assert current_revision(get_engine()) == head_revision() == "0002"
+    assert current_revision(get_engine()) == head_revision() == "0003"
     _schema_matches_models(get_engine())
 
 
@@ -193,3 +193,41 @@ def test_upgrade_from_0001_on_postgres(pg_server):
         _schema_matches_models(eng)
     finally:
         eng.dispose()
+
+
+def test_upgrade_to_0003_fills_the_rollups_from_stored_points(brightrun_home):
+    """Metric points stored before the roll-up table existed are summarised by the upgrade."""
+    from sqlalchemy.orm import Session
+
+    from backend.db.models import Dataset, MetricsPoint, MetricsRollup, TrainingJob, User
+    from backend.db.session import make_engine
+    brightrun_home.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{brightrun_home / 'at-0002.db'}"
+    _upgrade_to(url, "0002")
+    eng = make_engine(url)
+    try:
+        with Session(eng) as s, s.begin():
+            u = User(email="u@x.io", name="u")
+            s.add(u)
+            s.flush()
+            d = Dataset(user_id=u.id, name="d", storage_bucket="local", storage_path="k/d",
+                        file_name="d.jsonl")
+            s.add(d)
+            s.flush()
+            job = TrainingJob(user_id=u.id, dataset_id=d.id, preset_id="balanced",
+                              hyperparameters={}, gpu_config={}, total_epochs=1)
+            s.add(job)
+            s.flush()
+            s.add_all(MetricsPoint(job_id=job.id, epoch=0, step=step, training_loss=1.0 / step,
+                                   learning_rate=None if step % 2 else 1e-4)
+                      for step in range(1, 201))
+            job_id = job.id
+        assert upgrade(url) == "0003"
+        with Session(eng) as s:
+            rows = s.scalars(select(MetricsRollup).where(MetricsRollup.job_id == job_id)
+                             .order_by(MetricsRollup.block)).all()
+    finally:
+        eng.dispose()
+    assert [(r.block, r.points, r.step_min, r.step_max) for r in rows] == [
+        (0, 63, 1, 63), (1, 64, 64, 127), (2, 64, 128, 191), (3, 9, 192, 200)]
+    assert rows[0].loss_max == 1.0 and rows[0].lr_n == 31

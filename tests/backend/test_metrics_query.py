@@ -88,6 +88,7 @@ def reference(rows: list[dict], max_points: int) -> list[dict]:
     if len(rows) <= max_points:
         return [dict(r) for r in rows]
     lo, hi = rows[0]["step"], rows[-1]["step"]
+    lo -= lo % 64  # buckets are counted from the 64-step roll-up block of the first step
     buckets, width = max(1, max_points // 2), 1
     while (hi - lo) // width + 1 > buckets:
         width *= 2
@@ -321,3 +322,72 @@ def test_job_metrics_shared_computed_once_and_access_checked(world, monkeypatch)
     append(job_id, batch)
     rows += batch
     assert_matches(jobs.job_metrics(owner, job_id, max_points=100), reference(rows, 100))
+
+
+# ----- roll-ups (kept by job_progress.append_metrics, read on the first call of a process) -----
+def _product_append(job_id: str, rows: list[dict], batch: int = 37) -> None:
+    from backend import job_progress as jp
+
+    for i in range(0, len(rows), batch):
+        jp.append_metrics(job_id, rows[i:i + batch])
+
+
+def _rollups_equal_points(job_id: str) -> None:
+    from sqlalchemy import select
+
+    from backend.db.models import MetricsRollup as R
+
+    with session_scope() as s:
+        pts = s.execute(select(MetricsPoint).where(MetricsPoint.job_id == job_id)).scalars().all()
+        got = {r.block: r for r in s.scalars(select(R).where(R.job_id == job_id))}
+        blocks = defaultdict(list)
+        for p in pts:
+            blocks[p.step // 64].append(p)
+        assert sorted(got) == sorted(blocks)
+        for b, ps in blocks.items():
+            r = got[b]
+            assert (r.points, r.step_min, r.step_max) == (len(ps), min(p.step for p in ps),
+                                                          max(p.step for p in ps))
+            losses = [p.training_loss for p in ps if p.training_loss is not None]
+            assert (r.loss_min, r.loss_max) == ((min(losses), max(losses)) if losses
+                                                else (None, None))
+            lrs = [p.learning_rate for p in ps if p.learning_rate is not None]
+            assert r.lr_n == len(lrs) and (r.lr_sum or 0.0) == pytest.approx(sum(lrs))
+
+
+def test_rollups_follow_appends_resent_batches_and_resume(world):
+    from backend.progress import DbSink
+
+    *_, job_id = world
+    rows = make_points(1, 2000, seed=11)
+    _product_append(job_id, rows)
+    _product_append(job_id, rows[500:700], batch=50)  # resent after a retry: ignored
+    _rollups_equal_points(job_id)
+    cut = rows[1500]["step"]
+    DbSink(job_id).resumed(cut, 1)  # deletes the points after the checkpoint
+    _rollups_equal_points(job_id)
+    _product_append(job_id, make_points(cut + 1, 300, seed=12))
+    _rollups_equal_points(job_id)
+
+
+def test_first_call_of_a_process_reads_rollups_not_points(world, reads):
+    *_, job_id = world
+    rows = make_points(3, 9000, seed=13)
+    _product_append(job_id, rows, batch=500)
+    mq.clear_cache()
+    assert_matches(compute(job_id, 200), reference(rows, 200))
+    assert reads == [True]  # started from finished buckets built from the roll-ups
+    more = make_points(rows[-1]["step"] + 1, 700, seed=14)
+    _product_append(job_id, more)
+    mq.clear_cache()
+    assert_matches(compute(job_id, 200), reference(rows + more, 200))
+
+
+def test_points_written_around_the_rollups_are_read_directly(world, reads):
+    *_, job_id = world
+    rows = make_points(1, 6000, seed=15)
+    _product_append(job_id, rows[:3000], batch=1000)
+    append(job_id, rows[3000:])  # bypasses job_progress: roll-ups no longer cover the points
+    mq.clear_cache()
+    assert_matches(compute(job_id, 200), reference(rows, 200))
+    assert reads == [False]

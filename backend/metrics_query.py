@@ -141,34 +141,34 @@ def _read(s: Session, key: tuple[str, int, int], lo: int,
 
 def _rollup_entry(s: Session, key: tuple[str, int, int], origin: int, lo: int,
                   hi: int) -> _Entry | None:
-    """The finished buckets built from the job's roll-up blocks (one row per 64 steps) instead
-    of its points: what makes the first call of a process cheap. None when the roll-ups do not
-    cover exactly the stored points (points written around ``job_progress.append_metrics``)."""
+    """The finished buckets aggregated from the job's roll-up blocks (one row per 64 steps)
+    instead of its points: what makes the first call of a process cheap. None when the roll-ups
+    do not cover exactly the stored points (points written around ``append_metrics``)."""
     job_id, max_points, width = key
     R = MetricsRollup
-    rows = s.execute(select(R.block, R.step_min, R.step_max, R.loss_min, R.loss_max, R.lr_sum,
-                            R.lr_n, R.thr_sum, R.thr_n, R.gn_sum, R.gn_n, R.gpu_sum, R.gpu_n,
-                            R.epoch_max, R.ts_max, R.tokens_max)
-                     .where(R.job_id == job_id).order_by(R.block)).all()
-    if not rows or rows[0].step_min != lo or rows[-1].step_max != hi:
-        return None
+    first, last = s.execute(select(func.min(R.step_min), func.max(R.step_max))
+                            .where(R.job_id == job_id)).one()
     done = (hi - origin) // width  # the bucket holding the latest step is still open
-    groups: dict[int, list[tuple]] = {}
-    for r in rows:
-        b = (r.block * ROLLUP_STEPS - origin) // width
-        if b < done:
-            groups.setdefault(b, []).append((b, *r[1:]))
-    if not groups:
-        return None
     end = origin + done * width
+    if (first, last) != (lo, hi) or not done:
+        return None
+    b = ((R.block * ROLLUP_STEPS - origin) // width).label("b")
+    cols = [b, func.min(R.step_min), func.max(R.step_max), func.min(R.loss_min),
+            func.max(R.loss_max)]
+    for total, count in ((R.lr_sum, R.lr_n), (R.thr_sum, R.thr_n), (R.gn_sum, R.gn_n),
+                         (R.gpu_sum, R.gpu_n)):
+        cols += [func.sum(total), func.sum(count)]
+    cols += [func.max(R.epoch_max), func.max(R.ts_max), func.max(R.tokens_max)]
+    rows = tuple(tuple(r) for r in s.execute(
+        select(*cols).where(R.job_id == job_id, R.block < end // ROLLUP_STEPS)
+        .group_by(literal_column("b")).order_by(literal_column("b"))))
     sentinel = s.execute(select(M.step, M.id).where(M.job_id == job_id, M.step >= end)
                          .order_by(M.step).limit(1)).first()
-    if sentinel is None:
+    if not rows or sentinel is None:
         return None
-    merged = tuple(_merge(b, g) for b, g in sorted(groups.items()))
     vals = tuple(p for p in _raw(s, job_id, origin, max_points, True) if p.step < end)
-    points = sorted([p for r in merged for p in _to_points(r)] + list(vals), key=lambda p: p.step)
-    return _Entry(origin, width, done, merged, vals, tuple(points), (sentinel[0], sentinel[1]))
+    points = sorted([p for r in rows for p in _to_points(r)] + list(vals), key=lambda p: p.step)
+    return _Entry(origin, width, done, rows, vals, tuple(points), (sentinel[0], sentinel[1]))
 
 
 def _agg_columns() -> list:

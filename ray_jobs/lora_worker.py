@@ -10,7 +10,8 @@
 - ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
-- ``metrics_every_steps`` / ``metrics_every_s``: how often buffered metric points are flushed;
+- ``metrics_every_steps`` / ``metrics_every_s`` / ``metrics_min_interval_s``: how often buffered
+  metric points are flushed (every N points but at most once per min interval, or every T s);
 - ``upload_prefix``: when set, rank 0 also uploads the adapter folder to the configured object store
   under that prefix (so it works whichever node rank 0 ran on) and says so in the result;
 - ``fail_at_step``: fault injection for tests — the last rank raises after that step on a run's
@@ -147,7 +148,8 @@ def _setup(run: _Run) -> None:
     _restore(run)
     _reseed(run)
     run.buffer = MetricBuffer(run.sink, int(run.loop.get("metrics_every_steps", 10)),
-                              float(run.loop.get("metrics_every_s", 5.0)))
+                              float(run.loop.get("metrics_every_s", 5.0)),
+                              min_interval_s=float(run.loop.get("metrics_min_interval_s", 1.0)))
 
 
 def _load_data(run: _Run) -> None:

@@ -223,11 +223,14 @@ def make_sink(spec: dict[str, Any] | ProgressSink | None) -> ProgressSink:
 class MetricBuffer:
     """Collects metric points on rank 0 and hands them to the sink every ``every_steps`` points or
     ``every_s`` seconds (whichever first), followed by a ``progress`` call; the very first point
-    goes out at once (time to first metric). ``flush()`` forces it."""
+    goes out at once (time to first metric). ``min_interval_s``: with fast steps, a full buffer
+    waits until that long after the last flush (a write costs ~10 ms whatever the step time, so
+    the share of time spent writing stays ≤ write / min_interval). ``flush()`` forces it."""
 
     def __init__(self, sink: ProgressSink, every_steps: int = 10, every_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, min_interval_s: float = 0.0):
         self.sink, self.every_steps, self.every_s, self._clock = sink, every_steps, every_s, clock
+        self.min_interval_s = min_interval_s
         self._points: list[dict[str, Any]] = []
         self._last_flush = clock()
         self._progress: tuple | None = None
@@ -237,9 +240,10 @@ class MetricBuffer:
         """Buffer one point; ``progress`` is the argument tuple for ``sink.progress``."""
         self._points.append(point)
         self._progress = progress or self._progress
-        due = self._clock() - self._last_flush >= self.every_s
+        elapsed = self._clock() - self._last_flush
         first = not self._flushed_any  # the first point goes out at once: the page shows life early
-        if first or len(self._points) >= self.every_steps or due:
+        full = len(self._points) >= self.every_steps and elapsed >= self.min_interval_s
+        if first or full or elapsed >= self.every_s:
             self.flush()
 
     def flush(self) -> None:

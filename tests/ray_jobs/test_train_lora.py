@@ -89,6 +89,20 @@ def test_metric_buffer_flushes_every_n_points_or_t_seconds():
     assert len(sink.of("metrics")) == 3  # nothing buffered: no empty batch
 
 
+def test_metric_buffer_with_fast_steps_flushes_at_most_once_per_min_interval():
+    now = [0.0]
+    sink = CollectingSink()
+    buffer = MetricBuffer(sink, every_steps=3, every_s=10.0, clock=lambda: now[0],
+                          min_interval_s=1.0)
+    for step in range(1, 9):  # 8 fast steps in 0.4 s: only the first point goes out
+        now[0] = step * 0.05
+        buffer.add({"step": step})
+    assert [len(p["points"]) for p in sink.of("metrics")] == [1]
+    now[0] = 1.2
+    buffer.add({"step": 9})  # a full buffer and a second since the last write
+    assert [len(p["points"]) for p in sink.of("metrics")] == [1, 8]
+
+
 # ----- schedule and configuration ----------------------------------------------------------------
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():
     linear = lr_lambda(warmup=4, total=14, kind="linear")

@@ -104,6 +104,16 @@ def handled(*, warn: tuple[type[BrightRunError], ...] = ()) -> Iterator[None]:
         show_error(exc)
 
 
+def open_detail(object_id: str | None, confirm_key: str) -> None:
+    """Show one object's detail (``?id=``) or the list (None); a pending delete confirmation
+    (``confirm_key`` in session state) is dropped either way."""
+    if object_id:
+        st.query_params["id"] = object_id
+    else:
+        st.query_params.pop("id", None)
+    st.session_state.pop(confirm_key, None)
+
+
 def page_path(name: str) -> str:
     """Absolute path of a page file (what st.switch_page / st.page_link accept)."""
     return str(PAGES_DIR / f"{name}.py")

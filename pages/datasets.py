@@ -13,7 +13,8 @@ import streamlit as st
 from app import charts
 from app.auth import current_user
 from app.widgets import (ROOT, badge_markdown, confirm_delete, fmt_bytes, fmt_float, fmt_int,
-                         fmt_time, format_label, handled, literal, page_path, show_error)
+                         fmt_time, format_label, handled, literal, open_detail, page_path,
+                         show_error)
 from backend import datasets as ds
 from backend.errors import BrightRunError
 
@@ -131,11 +132,7 @@ def _set_page(delta: int) -> None:
 
 
 def _open(dataset_id: str | None) -> None:
-    if dataset_id:
-        st.query_params["id"] = dataset_id
-    else:
-        st.query_params.pop("id", None)
-    st.session_state.pop("datasets_confirm_delete", None)
+    open_detail(dataset_id, "datasets_confirm_delete")
 
 
 def _list_view(actor) -> None:

@@ -9,7 +9,7 @@ from app import model_actions as actions
 from app import model_widgets as mw
 from app.auth import current_user
 from app.playground import playground
-from app.widgets import handled, page_path, show_error
+from app.widgets import handled, open_detail, page_path, show_error
 from backend import models
 from backend.errors import BrightRunError
 
@@ -18,11 +18,7 @@ STATUSES = ("any", "stored", "deployed", "archived")
 
 
 def _open(model_id: str | None) -> None:
-    if model_id:
-        st.query_params["id"] = model_id
-    else:
-        st.query_params.pop("id", None)
-    st.session_state.pop("models_confirm_delete", None)
+    open_detail(model_id, "models_confirm_delete")
 
 
 def _list_view(actor) -> None:

@@ -17,9 +17,10 @@ import streamlit as st
 from annotated_types import Ge, Gt, Le, Lt
 
 from app.widgets import fmt_int, literal
-from backend import catalogs, jobs
+from backend.training import catalogs
+from backend.jobs import service as jobs
 from backend.errors import BrightRunError
-from backend.training_config import TrainingConfig, field_help
+from backend.training.config import TrainingConfig, field_help
 
 PRESET_KEY = "configure_preset"
 SAVED_KEY = "configure_saved_values"
@@ -168,7 +169,7 @@ def _module_options(current: list[str]) -> list[str]:
 
 def _base_model_options(current: str) -> tuple[list[str], set[str]]:
     """Models on this machine, then catalog models (estimates only), plus the current value."""
-    from backend.base_models import available_base_models
+    from backend.training.base_models import available_base_models
 
     here = available_base_models()
     names = here + [m.id for m in catalogs.list_models() if m.id not in here]
@@ -279,8 +280,8 @@ def _split_keys(dataset_id: str) -> SplitKeys:
     Raises what opening or parsing raises."""
     import numpy as np
 
-    from backend import datasets as ds
-    from backend.formats import iter_conversations
+    from backend.datasets import service as ds
+    from backend.datasets.formats import iter_conversations
 
     keys, pairs = bytearray(), array("q")
     with contextlib.closing(ds.open_dataset(dataset_id)) as fh:
@@ -294,10 +295,10 @@ def _split_keys(dataset_id: str) -> SplitKeys:
 @st.cache_data(max_entries=512, show_spinner=False)
 def held_out(dataset_id: str, fraction: float) -> tuple[int, int]:
     """(conversations, assistant pairs) the trainer holds out for validation at ``fraction``:
-    exactly ``backend.training_data.load_split``'s split. Raises what reading the file raises."""
+    exactly ``backend.training.data.load_split``'s split. Raises what reading the file raises."""
     import numpy as np
 
-    from backend.formats import _split_threshold  # the very bound is_validation compares with
+    from backend.datasets.formats import _split_threshold  # the very bound is_validation compares with
 
     split = _split_keys(dataset_id)
     if fraction <= 0.0:

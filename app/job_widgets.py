@@ -166,9 +166,9 @@ def config_diff(jobs: list, only_different: bool = True) -> pd.DataFrame:
 
 
 def maybe_reconcile(now: float | None = None) -> bool:
-    """Run ``backend.jobs.reconcile()`` unless it ran in the last ``RECONCILE_EVERY_S`` seconds
+    """Run ``backend.jobs.service.reconcile()`` unless it ran in the last ``RECONCILE_EVERY_S`` seconds
     (across every session of this server). Returns whether it ran. Errors are logged, not shown."""
-    from backend import jobs
+    from backend.jobs import service as jobs
 
     now = time.monotonic() if now is None else now
     with _reconcile_lock:

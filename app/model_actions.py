@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 import streamlit as st
 
 from app.widgets import confirm_delete, fmt_bytes, literal, page_path, show_error
-from backend import models, states
+from backend import states
+from backend import adapters as models
 from backend.errors import BrightRunError
 from backend.storage import get_object_store
 

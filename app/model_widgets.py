@@ -8,7 +8,7 @@ import streamlit as st
 from app import job_charts
 from app.job_widgets import cell_text, fmt_duration, fmt_money
 from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
-from backend import jobs
+from backend.jobs import service as jobs
 from backend.errors import BrightRunError
 
 RATING_COLOURS = {"excellent": ("green", "verified"), "good": ("blue", "thumb_up"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.widgets import literal, show_error
-from backend import models
+from backend import adapters as models
 from backend.errors import BrightRunError, InvalidInput
 
 MAX_NEW_TOKENS = 64
@@ -35,9 +35,9 @@ def load_adapted(model_id: str, base_model: str, _actor) -> tuple:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.base_models import resolve_base_model
+    from backend.training.base_models import resolve_base_model
     from backend.config import get_settings
-    from backend.training_data import ensure_chat_template
+    from backend.training.data import ensure_chat_template
 
     base_path = resolve_base_model(base_model, get_settings().home)
     folder = Path(tempfile.mkdtemp(prefix=f"brightrun-adapter-{model_id[:8]}-"))

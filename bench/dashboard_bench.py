@@ -7,8 +7,8 @@
     python bench/dashboard_bench.py polling --seconds 60 --sessions 50    # (c) only (~5 min)
 
 (a) **Monitor query** — what one Monitor poll reads for a running job with ``--points``
-    (100,000) metric points and 2,000 log lines: ``backend.jobs.job_metrics(max_points=1000)``
-    (``backend/metrics_query.py``), ``get_job`` and ``job_logs(limit=200)``; against the naive
+    (100,000) metric points and 2,000 log lines: ``backend.jobs.service.job_metrics(max_points=1000)``
+    (``backend/jobs/metrics.py``), ``get_job`` and ``job_logs(limit=200)``; against the naive
     read of every point (``select … order by step`` → ``MetricsPointInfo`` each). Before each
     round the job writes 10 points and a progress update (``append_metrics``, ``update_progress``,
     as the Ray job does), so ``job_metrics`` recomputes: *steady* (finished buckets kept, only
@@ -118,8 +118,8 @@ def postgres():
 def running_job(user, dataset_id: str, name: str = "bench job") -> str:
     """A job made by ``create_job`` (not submitted to Ray) and moved to running as the recipe
     does."""
-    from backend import jobs
-    from backend.job_progress import set_stage
+    from backend.jobs import service as jobs
+    from backend.jobs.progress import set_stage
 
     job = jobs.create_job(user, dataset_id, preset_id="balanced", hardware_id="cpu-local",
                           workers=1, submit=False, name=name)
@@ -184,7 +184,7 @@ def bulk_points(job_id: str, n: int) -> float:
             for i in range(0, n, 10_000):
                 conn.execute(insert(MetricsPoint), rows[i:i + 10_000])
     from backend.db.session import session_scope
-    from backend.job_progress import refresh_rollups
+    from backend.jobs.progress import refresh_rollups
 
     with session_scope() as s:  # the roll-ups append_metrics keeps (bulk-loaded points: at once)
         refresh_rollups(s, job_id, 0)
@@ -244,7 +244,7 @@ def naive_points(job_id: str):
 
 def write_step(job_id: str, step: int) -> None:
     """What the running job writes per second (the Ray job's DbSink): 10 points + progress."""
-    from backend.job_progress import add_logs, append_metrics, update_progress
+    from backend.jobs.progress import add_logs, append_metrics, update_progress
 
     pts = [{k: v for k, v in r.items() if k not in ("id", "job_id")}
            for r in point_rows(job_id, 10, first=step)]
@@ -257,7 +257,8 @@ def write_step(job_id: str, step: int) -> None:
 def clear_caches(job_id: str | None = None) -> None:
     """Empty the product's process-wide caches (of one job): its next job_metrics is a first
     call."""
-    from backend import jobs, metrics_query
+    from backend.jobs import service as jobs
+    from backend.jobs import metrics as metrics_query
 
     if job_id is None:
         metrics_query.clear_cache()
@@ -269,7 +270,7 @@ def clear_caches(job_id: str | None = None) -> None:
 
 
 def query_round(user, job_id: str, step: int) -> dict[str, float]:
-    from backend import jobs
+    from backend.jobs import service as jobs
 
     write_step(job_id, step)  # the job wrote since the last poll: job_metrics recomputes
     out = {}
@@ -295,7 +296,7 @@ def query_round(user, job_id: str, step: int) -> dict[str, float]:
 def statement_profile(user, job_id: str, step: int, cold: bool):
     """job_metrics once (after a write, so it recomputes; ``cold``: caches emptied first) with
     every statement timed; returns (rows for the table, the statements)."""
-    from backend import jobs
+    from backend.jobs import service as jobs
     from backend.db.session import get_engine
 
     write_step(job_id, step)
@@ -452,7 +453,7 @@ def jobs_page_once() -> tuple[float, float, str | None]:
 
 
 def bench_jobs_page(rounds: int, jobs_count: int = JOBS) -> list[str]:
-    from backend import jobs as jobs_service
+    from backend.jobs import service as jobs_service
     from backend.config import reset_settings
     from backend.db.session import dispose_engines
 
@@ -518,7 +519,7 @@ def bench_jobs_page(rounds: int, jobs_count: int = JOBS) -> list[str]:
 def poll_once(user, job_id: str) -> float:
     """What the Monitor fragment reads per poll (pages/monitor.py::_live)."""
     from app.job_widgets import maybe_reconcile
-    from backend import jobs
+    from backend.jobs import service as jobs
 
     t = time.perf_counter()
     maybe_reconcile()
@@ -536,7 +537,7 @@ def poll_floor(user, job_id: str) -> float:
     """Bench-side reference, not product code: poll_once with ``job_metrics`` replaced by points
     computed once and kept in memory (no access check either): what is left of a poll."""
     from app.job_widgets import maybe_reconcile
-    from backend import jobs
+    from backend.jobs import service as jobs
 
     if job_id not in FLOOR:
         FLOOR[job_id] = jobs.job_metrics(user, job_id, max_points=1000)
@@ -553,7 +554,7 @@ class Computations:
     """Times ``downsampled_points`` runs, counts from-scratch reads (instrumentation only)."""
 
     def __init__(self):
-        from backend import metrics_query as mq
+        from backend.jobs import metrics as mq
 
         self.mq, self.runs, self.scratch = mq, [], 0
         self.real = (mq.downsampled_points, mq._read)

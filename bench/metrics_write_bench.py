@@ -8,7 +8,7 @@ What rank 0 does after every optimizer step (``lora_worker._one_step``) is
 ``DbSink.metrics`` (``job_progress.append_metrics``: one transaction that checks which steps are
 stored and inserts the batch) and ``DbSink.progress`` (``job_progress.update_progress``: one
 transaction that updates the job row and accrues its compute cost). Measured here in one process on
-a fresh SQLite home (a running job created through ``backend.jobs.create_job``):
+a fresh SQLite home (a running job created through ``backend.jobs.service.create_job``):
 
 1. write cost per step: wall and CPU time of ``MetricBuffer.add`` over ``--steps`` steps with
    points shaped as the worker builds them (10 points a flush), divided by the steps; the same with
@@ -63,8 +63,8 @@ def write_steps(sink, first: int, steps: int, total: int) -> tuple[float, float]
 
 def running_job(user) -> str:
     """A job created by ``create_job`` (not submitted), moved to running as the recipe does."""
-    from backend import jobs
-    from backend.job_progress import set_stage
+    from backend.jobs import service as jobs
+    from backend.jobs.progress import set_stage
 
     ds = tb.ready_dataset(user, tb.lognormal_dataset(tb.OUT / "lognormal-120.jsonl", 120))
     job = jobs.create_job(user, ds.id, preset_id="balanced", hardware_id="cpu-local", workers=1,
@@ -75,7 +75,7 @@ def running_job(user) -> str:
 
 
 def store_points(job_id: str, count: int, total: int) -> None:
-    from backend.job_progress import append_metrics
+    from backend.jobs.progress import append_metrics
 
     for start in range(1, count + 1, 1000):
         append_metrics(job_id, [point(s, total)[0] for s in range(start, min(start + 1000,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} metrics writes, load {tb.load_average()}",
           flush=True)
-    from backend.progress import DbSink
+    from backend.jobs.db_sink import DbSink
     from backend.users import ensure_local_user
     from ray_jobs.sinks import JsonLinesSink
 

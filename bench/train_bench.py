@@ -25,7 +25,7 @@ bigger benchmark model, scratch homes). Each default run takes a few minutes on 
    optimizer step's thread CPU time and the worker process's CPU time to every point (CPU time is
    the steadier clock on a busy machine). Goal: ≤ 5 % overhead.
 3. **first-metric** — a Ray head already up (``start_head``), a ready dataset and the tiny model in
-   a fresh SQLite home; ``backend.jobs.create_job``, then poll the database every 20 ms until the
+   a fresh SQLite home; ``backend.jobs.service.create_job``, then poll the database every 20 ms until the
    first ``metrics_points`` row; ``--jobs`` jobs in a row on the same head, each cancelled after
    its first point. Breakdown from the polled job row (status/stage changes) and from lines
    of the Ray job's log (polled every 0.5 s; they reach the log up to ~1 s late). Goal: ≤ 15 s.
@@ -112,7 +112,7 @@ def lognormal_dataset(path: Path, n: int, seed: int = 0, median_words: float = 1
 
 
 def tiny_model() -> Path:
-    from backend.tiny_model import ensure_tiny_model
+    from backend.training.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model(OUT / "home")
 
@@ -152,7 +152,7 @@ def encoded_train(path: Path, dataset: Path, cfg):
     """(tokenizer, encoded training split) exactly as the worker's ``_load_data`` builds them."""
     from transformers import AutoTokenizer
 
-    from backend.training_data import encode_all, load_split
+    from backend.training.data import encode_all, load_split
 
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token_id is None:
@@ -197,7 +197,7 @@ def product_run(path: Path, cfg, tok, encoded):
     one warm-up step. Returns (run, this epoch's batches as ``(indices, real)``)."""
     import torch
 
-    from backend.training_data import make_batches, shard_batches
+    from backend.training.data import make_batches, shard_batches
     from ray_jobs import lora_worker as lw
     from ray_jobs.sinks import NullSink
 
@@ -224,7 +224,7 @@ def product_step(run, batch: tuple[list[int], bool]) -> tuple[float, int, float]
 
 def product_epoch(path: Path, cfg, tok, encoded) -> dict[str, float]:
     """One epoch with the product's batching and ``_optimizer_step``; model load not timed."""
-    from backend.training_data import padding_efficiency
+    from backend.training.data import padding_efficiency
 
     run, batches = product_run(path, cfg, tok, encoded)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -245,7 +245,7 @@ def naive_epoch(path: Path, cfg, tok, encoded) -> dict[str, float]:
     from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq,
                               get_linear_schedule_with_warmup)
 
-    from backend.training_data import padding_efficiency
+    from backend.training.data import padding_efficiency
 
     order = list(range(len(encoded)))
     random.Random(cfg.seed).shuffle(order)
@@ -318,7 +318,7 @@ def throughput(args: argparse.Namespace) -> list[tuple]:
 def padding_at_scale(n: int) -> tuple:
     """Padding efficiency of random vs the product's batches on ``n`` conversations (no training):
     a dataset far larger than one sorting window (batch × 50), unlike the timed runs."""
-    from backend.training_data import make_batches, padding_efficiency
+    from backend.training.data import make_batches, padding_efficiency
 
     path = tiny_model()
     cfg = train_config(path)
@@ -388,11 +388,12 @@ def child_inproc(argv: list[str]) -> int:
     """The product's ``train_loop_per_worker`` in this process, with the loop config the recipe
     builds, and the ``ray.train`` calls replaced by their single-process meaning."""
     from bench import train_bench
+    from ray_jobs import recipe as recipe_mod
     from ray_jobs import train_lora
 
     recipe = train_lora.setup(train_lora.build_parser().parse_args(argv))
     with outside_ray():
-        result = train_bench.instrumented_loop(train_lora.loop_config(recipe))
+        result = train_bench.instrumented_loop(recipe_mod.loop_config(recipe))
     return 0 if result else 1
 
 
@@ -402,9 +403,9 @@ def child_ray(argv: list[str]) -> int:
     import ray
 
     from bench import train_bench
-    from ray_jobs import train_lora
+    from ray_jobs import recipe, train_lora
 
-    train_lora.train_loop_per_worker = train_bench.instrumented_loop  # what TorchTrainer runs
+    recipe.train_loop_per_worker = train_bench.instrumented_loop  # what TorchTrainer runs
     temp = tempfile.mkdtemp(prefix="brt-bench-", dir="/tmp")
     try:
         ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp)
@@ -506,7 +507,7 @@ def fresh_home(prefix: str) -> Path:
 
 def ready_dataset(user, path: Path):
     """Upload ``path`` and validate it in this process (no Ray): a ``ready`` dataset."""
-    from backend import datasets
+    from backend.datasets import service as datasets
 
     with path.open("rb") as fh:
         info = datasets.upload_dataset(user, fh, path.name, "bench", size=path.stat().st_size,
@@ -539,8 +540,8 @@ LOG_MARKERS = (("Running entrypoint", "Ray runs the driver (runtime env ready)")
 def time_first_metric(user, dataset_id: str, overrides: list[str], timeout_s: float,
                       log_to: Path | None = None, workers: int = 1) -> dict[str, float]:
     """create_job, then poll the job row every 20 ms; seconds from the call to each change."""
-    from backend import jobs
-    from backend.ray_gateway import get_gateway
+    from backend.jobs import service as jobs
+    from backend.cluster.gateway import get_gateway
 
     submit_job, submitted = jobs.submit_job, {}
 
@@ -609,7 +610,7 @@ def setup_parts(dataset: Path) -> dict[str, float]:
 
 
 def first_metric(args: argparse.Namespace) -> list[tuple]:
-    from backend.ray_gateway import free_ports, start_head, stop_head
+    from backend.cluster.gateway import free_ports, start_head, stop_head
     from backend.users import ensure_local_user
 
     dataset = lognormal_dataset(OUT / f"lognormal-{args.conversations}.jsonl", args.conversations)

@@ -14,7 +14,7 @@ Measures, in the same run and on the same synthetic v4 file (bench/gen_synthetic
 3. peak RSS of a child process validating the file, next to the RSS of the same child before it
    starts (Python + imports);
 4. with ``--workers N``: structural validation by ``validate_path(..., workers=N)``
-   (backend/validation_parallel.py: N processes, ranges of at least 1 MiB so the default 50 MB file
+   (backend/datasets/validation_parallel.py: N processes, ranges of at least 1 MiB so the default 50 MB file
    is split too) against the same single-process ``orjson.loads`` loop. Its report is checked equal
    to ``validate_stream``'s first. Wall-clock is what parallelism buys; its CPU figure counts the
    worker processes too (``RUSAGE_CHILDREN``), so it shows the cost of splitting, not a speed-up.
@@ -86,7 +86,7 @@ def bare_orjson(path: Path) -> None:
 
 
 def structural(path: Path):
-    from backend.validation import validate_stream
+    from backend.datasets.validation import validate_stream
 
     with path.open("rb") as fh:
         report = validate_stream(fh, skip_tokens=True)
@@ -98,7 +98,7 @@ PARALLEL_MIN_BYTES = 1 << 20
 
 
 def parallel(path: Path, workers: int):
-    from backend.validation_parallel import validate_path
+    from backend.datasets.validation_parallel import validate_path
 
     report = validate_path(path, workers=workers, min_bytes_per_worker=PARALLEL_MIN_BYTES,
                            skip_tokens=True)
@@ -107,7 +107,7 @@ def parallel(path: Path, workers: int):
 
 
 def n_ranges(path: Path, workers: int) -> int:
-    from backend.validation_parallel import plan_ranges
+    from backend.datasets.validation_parallel import plan_ranges
 
     options = dict(declared_format=None, count_tokens=None, max_seq_length=2048,
                    min_conversations=1, validation_fraction=0.1, max_issues_stored=100,
@@ -146,7 +146,7 @@ def bare_encode(tok, texts: list[str], fast: bool = False) -> int:
 
 
 def with_tokens(path: Path, tok):
-    from backend.validation import tokenizer_counter, validate_stream
+    from backend.datasets.validation import tokenizer_counter, validate_stream
 
     with path.open("rb") as fh:
         return validate_stream(fh, count_tokens=tokenizer_counter(tok), tokenizer_name="bench-bpe")
@@ -168,7 +168,7 @@ def peak_kib() -> int:
 
 def child(path: str, mode: str) -> None:
     """Runs in a subprocess: validate ``path`` and print RSS before/after as JSON."""
-    from backend.validation import tokenizer_counter, validate_stream
+    from backend.datasets.validation import tokenizer_counter, validate_stream
 
     kwargs: dict = {"skip_tokens": True} if mode == "structural" else {}
     if mode.startswith("bpe:"):

@@ -10,8 +10,8 @@ from app import config_form as form
 from app.auth import current_user
 from app.estimate_panel import show_budget, show_estimate, show_mask_preview
 from app.widgets import fmt_int, format_label, handled, literal, page_path, show_error
-from backend import datasets as ds
-from backend import jobs
+from backend.datasets import service as ds
+from backend.jobs import service as jobs
 from backend.errors import BrightRunError
 
 PARENT_KEY = "configure_parent_model_id"
@@ -63,7 +63,7 @@ def _parent_banner(actor) -> str | None:
     parent_id = st.session_state.get(PARENT_KEY)
     if not parent_id:
         return None
-    from backend import models
+    from backend import adapters as models
 
     try:
         m = models.get_model(actor, parent_id)

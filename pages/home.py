@@ -2,30 +2,19 @@
 jobs and quick actions."""
 from __future__ import annotations
 
-import importlib
-
 import streamlit as st
 
 from app.auth import current_user
 from app.widgets import badge_markdown, fmt_int, fmt_time, handled, literal, page_path
-from backend import datasets as ds
+from backend import adapters, costs
+from backend.datasets import service as ds
+from backend.jobs import service as jobs
 
 ACTIVE = ("queued", "initializing", "running")
 
 
-def _service(name: str):
-    """backend.<name> when that service exists in this build, else None."""
-    try:
-        return importlib.import_module(f"backend.{name}")
-    except ImportError:
-        return None
-
-
 def _active_jobs(actor) -> list:
-    """Queued, initializing and running jobs (none when this build has no jobs service)."""
-    jobs = _service("jobs")
-    if jobs is None or not hasattr(jobs, "list_jobs"):
-        return []
+    """Queued, initializing and running jobs."""
     found = []
     for status in ACTIVE:
         found += jobs.list_jobs(actor, status=status, per_page=20).items
@@ -33,16 +22,10 @@ def _active_jobs(actor) -> list:
 
 
 def _model_count(actor) -> int:
-    models = _service("models")
-    if models is None or not hasattr(models, "list_models"):
-        return 0
-    return models.list_models(actor, per_page=1).total
+    return adapters.list_models(actor, per_page=1).total
 
 
 def _spend(actor) -> float:
-    costs = _service("costs")
-    if costs is None or not hasattr(costs, "summary"):
-        return 0.0
     return float(costs.summary(actor).total)
 
 

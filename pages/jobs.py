@@ -10,7 +10,8 @@ from app.auth import current_user
 from app.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
                              job_label, name_markdown, progress_fraction)
 from app.widgets import badge_markdown, fmt_time, handled, literal, page_path
-from backend import jobs, states
+from backend import states
+from backend.jobs import service as jobs
 
 STATUSES = ("any", *states.JOB)
 PER_PAGE = 20

@@ -10,7 +10,7 @@ from app import model_widgets as mw
 from app.auth import current_user
 from app.playground import playground
 from app.widgets import handled, open_detail, page_path, show_error
-from backend import models
+from backend import adapters as models
 from backend.errors import BrightRunError
 
 SORTS = {"newest": "created_at", "quality": "quality", "name": "name"}

@@ -38,8 +38,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from backend.errors import InvalidInput
-from backend.training_config import TrainingConfig
-from backend.training_data import (
+from backend.training.config import TrainingConfig
+from backend.training.data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
@@ -52,7 +52,7 @@ RESULT_FILE = "training_result.json"
 
 
 class TrainConfig(TrainingConfig):
-    """The job's :class:`~backend.training_config.TrainingConfig` plus two recipe-only knobs.
+    """The job's :class:`~backend.training.config.TrainingConfig` plus two recipe-only knobs.
 
     Raises InvalidTrainingConfig (an InvalidInput) listing every bad value."""
 
@@ -133,7 +133,7 @@ def _setup(run: _Run) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from backend.base_models import resolve_base_model
+    from backend.training.base_models import resolve_base_model
 
     cfg = run.cfg
     run.sink.stage("initializing")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.training_data import IGNORE_INDEX
+from backend.training.data import IGNORE_INDEX
 
 
 def token_loss_sum(logits, labels):

@@ -6,7 +6,7 @@ unpicklable crosses the Ray boundary:
 
 - ``{"kind": "print"}`` — one JSON object per line on stdout (running by hand);
 - ``{"kind": "jsonl", "path": "/tmp/run.jsonl"}`` — the same lines appended to a file;
-- ``{"kind": "db", "job_id": "…"}`` — ``backend.progress.DbSink(**spec)`` (imported lazily);
+- ``{"kind": "db", "job_id": "…"}`` — ``backend.jobs.db_sink.DbSink(**spec)`` (imported lazily);
 - ``{"kind": "collect"}`` — an in-memory :class:`CollectingSink` (tests, single process only);
 - ``{"kind": "null"}`` — drops everything (what ranks other than 0 use).
 
@@ -183,7 +183,7 @@ class NullSink:
 
 
 def _db_sink(spec: dict[str, Any]) -> ProgressSink:
-    from backend.progress import DbSink  # lazy: only jobs launched by the product have a DB
+    from backend.jobs.db_sink import DbSink  # lazy: only jobs launched by the product have a DB
 
     return DbSink(**{k: v for k, v in spec.items() if k != "kind"})
 

@@ -21,7 +21,7 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
     from backend.errors import NotFound
     from backend.storage import get_object_store
     from ray_jobs.lora_worker import TrainConfig
-    from ray_jobs.train_lora import Recipe
+    from ray_jobs.recipe import Recipe
 
     settings = get_settings()
     with session_scope() as s:
@@ -30,7 +30,7 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
             raise NotFound(f"training job {job_id} not found", code="job_not_found")
         ds = s.get(Dataset, job.dataset_id)
         hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
-    from backend.base_models import resolve_base_model
+    from backend.training.base_models import resolve_base_model
 
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
     from backend.db.models import new_id
@@ -53,9 +53,9 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
 
 def run_job(job_id: str, fail_at_step: int | None = None) -> int:
     """Train job ``job_id`` end to end. Returns 0 on success, 1 on failure (recorded on the job)."""
-    from backend.job_progress import fail_job, is_cancelled, set_stage
-    from backend.progress import DbSink
-    from ray_jobs.train_lora import cleanup, save, train
+    from backend.jobs.progress import fail_job, is_cancelled, set_stage
+    from backend.jobs.db_sink import DbSink
+    from ray_jobs.recipe import cleanup, save, train
 
     sink = DbSink(job_id)
     recipe = None
@@ -73,7 +73,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
             fail_job(job_id, str(exc), traceback.format_exc())
             return 1
         except BaseException as exc:  # noqa: BLE001 - any failure ends the job as failed
-            from ray_jobs.train_lora import _failure_message
+            from ray_jobs.recipe import _failure_message
 
             fail_job(job_id, _failure_message(exc), traceback.format_exc())
             if isinstance(exc, KeyboardInterrupt):

@@ -17,42 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from backend.errors import BrightRunError, InvalidInput
-from backend.training_data import local_path
-from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
-from ray_jobs.sinks import ProgressSink, make_sink
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Recipe:
-    """Everything a run needs, resolved and validated by :func:`setup`."""
-
-    config: TrainConfig
-    dataset: str
-    output: str
-    name: str
-    storage_path: str
-    storage_filesystem: Any = None
-    workers: int = 1
-    use_gpu: bool = False
-    sink_spec: dict[str, Any] = field(default_factory=lambda: {"kind": "print"})
-    ray_address: str | None = None
-    home: str | None = None
-    max_failures: int = 2
-    fail_at_step: int | None = None
-    started_ray: bool = False
-    ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
-    upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
+from backend.training.data import local_path
+from ray_jobs.train_job import run_job
+from ray_jobs.recipe import (Recipe, _failure_message, _read_config, _storage, cleanup, save, train)
+from ray_jobs.sinks import make_sink
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,157 +85,8 @@ def setup(args: argparse.Namespace) -> Recipe:
                   ray_train=args.ray_train)
 
 
-def _read_config(path: str) -> TrainConfig:
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read config {path}: {exc}", code="invalid_config") from None
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"config {path} must hold a JSON object", code="invalid_config")
-    return TrainConfig(**raw)  # InvalidTrainingConfig lists every bad value
-
-
-def _storage(storage_path: str | None) -> tuple[str, Any]:
-    """(path, pyarrow filesystem or None) for RunConfig; s3:// uses the BRIGHTRUN_S3_* settings."""
-    from backend.config import get_settings
-
-    if not storage_path:
-        return str(get_settings().home / "ray_results"), None
-    if not storage_path.startswith("s3://"):
-        return str(Path(storage_path).expanduser().resolve()), None
-    from pyarrow import fs
-
-    settings = get_settings()
-    endpoint = settings.s3_endpoint or ""
-    secure = settings.s3_secure if settings.s3_secure is not None else endpoint.startswith("https")
-    filesystem = fs.S3FileSystem(
-        endpoint_override=endpoint.split("://", 1)[-1], scheme="https" if secure else "http",
-        access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-        region=settings.s3_region)
-    return storage_path[len("s3://"):], filesystem
-
-
-def loop_config(recipe: Recipe) -> dict[str, Any]:
-    """The ``train_loop_config`` handed to every worker (plain JSON-able values)."""
-    root = recipe.storage_path if recipe.storage_filesystem is None \
-        else f"s3://{recipe.storage_path}"
-    return {"config": recipe.config.model_dump(), "dataset": recipe.dataset,
-            "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
-            "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
-            "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step,
-            "upload_prefix": recipe.upload_prefix}
-
-
-# ----- train -------------------------------------------------------------------------------------
-def connect_ray(address: str | None) -> bool:
-    """Join the given cluster, the job's cluster (``RAY_ADDRESS`` set by Ray), or start a local
-    Ray. Returns True when this process started Ray (and must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env_address = os.environ.get("RAY_ADDRESS", "")
-    if address or (env_address and not env_address.startswith("http")):
-        ray.init(address=address or env_address)
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # workers import ray_jobs
-    os.environ.pop("RAY_ADDRESS", None)  # a dashboard URL is not something ray.init can join
-    ray.init(include_dashboard=False)
-    return True
-
-
-def train(recipe: Recipe):
-    """Run the ``TorchTrainer`` (or, for one CPU worker, the same loop in this process: see
-    :mod:`ray_jobs.runtime`); returns Ray's ``Result`` (or an :class:`InProcessResult`). Raises
-    ray's TrainingFailedError (or the loop's last error) when the workers failed more than
-    ``max_failures`` times."""
-    from ray_jobs.runtime import trains_in_driver
-
-    if not recipe.ray_train and trains_in_driver(recipe.workers, recipe.use_gpu):
-        return train_in_process(recipe)
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    recipe.started_ray = connect_ray(recipe.ray_address)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config(recipe),
-        scaling_config=ScalingConfig(num_workers=recipe.workers, use_gpu=recipe.use_gpu,
-                                     resources_per_worker=None if recipe.use_gpu else {"CPU": 1}),
-        run_config=RunConfig(name=recipe.name, storage_path=recipe.storage_path,
-                             storage_filesystem=recipe.storage_filesystem,
-                             failure_config=FailureConfig(max_failures=recipe.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-    )
-    return trainer.fit()
-
-
-@dataclass
-class InProcessResult:
-    """What :func:`save` reads from Ray's ``Result``: rank 0's return value and the checkpoint."""
-
-    return_value: dict[str, Any] | None
-    checkpoint: Any = None
-
-
-def train_in_process(recipe: Recipe) -> InProcessResult:
-    """One CPU worker in this process with 1 torch thread (what a 1-CPU Ray worker gets), with
-    Ray Train's FailureConfig meaning: an error other than bad input restarts the loop from the
-    newest checkpoint, at most ``max_failures`` times."""
-    import torch
-
-    from ray_jobs.runtime import InProcessRuntime
-
-    torch.set_num_threads(1)
-    _log(recipe, "info", "1 CPU worker: training in this process (no Ray Train worker group)")
-    runtime = InProcessRuntime(recipe.storage_path, recipe.name, recipe.storage_filesystem)
-    for attempt in range(recipe.max_failures + 1):
-        try:
-            value = train_loop_per_worker(loop_config(recipe), runtime=runtime)
-            return InProcessResult(value, runtime.get_checkpoint())
-        except BrightRunError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried like a lost Ray Train worker
-            if attempt == recipe.max_failures:
-                raise
-            _log(recipe, "warning", f"training failed ({_failure_message(exc)}); restarting from "
-                 f"the last checkpoint (retry {attempt + 1} of {recipe.max_failures})")
-    raise AssertionError("unreachable")
-
-
-def _log(recipe: Recipe, level: str, message: str) -> None:
-    sink = make_sink(recipe.sink_spec)
-    sink.log(level, message)
-    getattr(sink, "flush_logs", lambda: None)()
-
-
-# ----- save and cleanup --------------------------------------------------------------------------
-def save(recipe: Recipe, result, sink: ProgressSink) -> dict[str, Any]:
-    """Hand rank 0's result to the sink (``completed``). Raises InvalidInput when Ray returned no
-    result (rank 0 did not finish)."""
-    value = getattr(result, "return_value", None)
-    if not isinstance(value, dict):
-        raise InvalidInput("training finished without a result from rank 0", code="no_result")
-    if getattr(result, "checkpoint", None) is not None:
-        value["last_checkpoint"] = result.checkpoint.path
-    sink.completed(value)
-    return value
-
-
-def cleanup(recipe: Recipe) -> None:
-    """Shut down the local Ray this process started (a joined cluster is left running)."""
-    if recipe.started_ray:
-        import ray
-
-        ray.shutdown()
-
-
 def job_main(argv: list[str]) -> int:
     """Job mode (started by the product): ``--job-id ID`` reads everything from the database."""
-    from ray_jobs.train_job import run_job
-
     p = argparse.ArgumentParser(prog="python -m ray_jobs.train_lora --job-id")
     p.add_argument("--job-id", required=True, help="training job row to run")
     p.add_argument("--fail-at-step", type=int, help="Testing: one worker fails once after this "
@@ -296,14 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         cleanup(recipe)
-
-
-def _failure_message(exc: BaseException) -> str:
-    """The root cause's message (Ray wraps worker errors)."""
-    cause = exc
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    return f"{type(cause).__name__}: {cause}"
 
 
 if __name__ == "__main__":

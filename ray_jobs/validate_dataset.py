@@ -20,13 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=2048)
     args = parser.parse_args(argv)
     if args.file:
-        from backend.validation import validate_stream
+        from backend.datasets.validation import validate_stream
 
         with open(args.file, "rb") as fh:
             report = validate_stream(fh, max_seq_length=args.max_seq_length)
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0 if report.ok else 1
-    from backend.datasets import run_validation
+    from backend.datasets.service import run_validation
 
     info = run_validation(args.dataset_id, max_seq_length=args.max_seq_length)
     print(f"dataset {info.id}: {info.status} ({info.error_count} errors, "

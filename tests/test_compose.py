@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from backend.config import ENV_VARS, load_settings
-from backend.ray_gateway import is_loopback_host, parse_dashboard_address
+from backend.cluster.gateway import is_loopback_host, parse_dashboard_address
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

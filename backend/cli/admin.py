@@ -109,12 +109,12 @@ def cmd_users_budget(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    from backend.datasets import reconcile_validations
+    from backend.datasets.service import reconcile_validations
 
     def once() -> int:
         n = reconcile_validations()
         try:
-            from backend.jobs import reconcile
+            from backend.jobs.service import reconcile
             n += reconcile()
         except ImportError:
             pass
@@ -179,7 +179,7 @@ def register_ray(sub) -> None:
 
 
 def cmd_ray_start(args) -> int:
-    from backend.ray_gateway import get_gateway
+    from backend.cluster.gateway import get_gateway
 
     gw = get_gateway()
     if gw.is_remote:
@@ -191,14 +191,14 @@ def cmd_ray_start(args) -> int:
 
 
 def cmd_ray_stop(args) -> int:
-    from backend.ray_gateway import get_gateway
+    from backend.cluster.gateway import get_gateway
 
     console.print("stopped" if get_gateway().stop_local_head() else "no local head was running")
     return 0
 
 
 def cmd_ray_status(args) -> int:
-    from backend.ray_gateway import get_gateway
+    from backend.cluster.gateway import get_gateway
 
     gw = get_gateway()
     console.print(f"Ray Job API: {gw.address} ({'remote' if gw.is_remote else 'local'})")

@@ -66,7 +66,7 @@ class _Progress:
 def cmd_upload(args) -> int:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TransferSpeedColumn)
 
-    from backend.datasets import upload_dataset
+    from backend.datasets.service import upload_dataset
     from backend.errors import InvalidInput
 
     who = actor(args)
@@ -89,7 +89,7 @@ def cmd_upload(args) -> int:
 
 
 def _wait(who, dataset_id: str, timeout: float, quiet: bool):
-    from backend.datasets import get_dataset, reconcile_validations
+    from backend.datasets.service import get_dataset, reconcile_validations
     from backend.errors import BrightRunError
 
     deadline = time.monotonic() + timeout
@@ -139,7 +139,7 @@ def _emit(info, as_json: bool) -> None:
 
 
 def cmd_list(args) -> int:
-    from backend.datasets import list_datasets
+    from backend.datasets.service import list_datasets
 
     page = list_datasets(actor(args), status=args.status, search=args.search, per_page=200)
     if args.json:
@@ -153,14 +153,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from backend.datasets import get_dataset
+    from backend.datasets.service import get_dataset
 
     _emit(get_dataset(actor(args), args.id), args.json)
     return 0
 
 
 def cmd_validate(args) -> int:
-    from backend.datasets import revalidate
+    from backend.datasets.service import revalidate
 
     who = actor(args)
     info = revalidate(who, args.id)
@@ -171,7 +171,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_rename(args) -> int:
-    from backend.datasets import update_dataset
+    from backend.datasets.service import update_dataset
 
     info = update_dataset(actor(args), args.id, name=args.name, description=args.description)
     console.print(f"renamed {info.id} to {info.name!r}", markup=False)
@@ -179,7 +179,7 @@ def cmd_rename(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    from backend.datasets import delete_dataset
+    from backend.datasets.service import delete_dataset
 
     delete_dataset(actor(args), args.id)
     console.print(f"deleted {args.id}")

@@ -53,7 +53,7 @@ def register(sub) -> None:
 
 
 def cmd_estimate(args) -> int:
-    from backend.jobs import build_config, estimate_for_dataset
+    from backend.jobs.service import build_config, estimate_for_dataset
 
     config = build_config(args.preset, base_model=args.base_model, overrides=args.set)
     est = estimate_for_dataset(actor(args), args.dataset, config, args.gpu, args.workers)
@@ -83,7 +83,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_create(args) -> int:
-    from backend.jobs import create_job
+    from backend.jobs.service import create_job
 
     who = actor(args)
     job = create_job(who, args.dataset, preset_id=args.preset, overrides=args.set,
@@ -101,7 +101,7 @@ def cmd_create(args) -> int:
 def _watch(who, job_id: str, timeout: float, quiet: bool = False):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from backend.jobs import get_job, reconcile
+    from backend.jobs.service import get_job, reconcile
 
     deadline, last_reconcile = time.monotonic() + timeout, 0.0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
@@ -141,7 +141,7 @@ def _emit(job, as_json: bool) -> None:
 
 
 def cmd_list(args) -> int:
-    from backend.jobs import list_jobs
+    from backend.jobs.service import list_jobs
 
     page = list_jobs(actor(args), status=args.status, per_page=200)
     if args.json:
@@ -155,7 +155,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from backend.jobs import get_job
+    from backend.jobs.service import get_job
 
     _emit(get_job(actor(args), args.id), args.json)
     return 0
@@ -168,14 +168,14 @@ def cmd_watch(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from backend.jobs import cancel_job
+    from backend.jobs.service import cancel_job
 
     _emit(cancel_job(actor(args), args.id), args.json)
     return 0
 
 
 def cmd_logs(args) -> int:
-    from backend.jobs import job_logs
+    from backend.jobs.service import job_logs
 
     for line in job_logs(actor(args), args.id, level=args.level, limit=args.limit):
         console.print(f"{line.timestamp:%H:%M:%S} {line.level:<7} {line.message}", markup=False,

@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from backend.models import list_models
+    from backend.adapters import list_models
 
     page = list_models(actor(args), sort=args.sort, per_page=200)
     if args.json:
@@ -40,7 +40,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from backend.models import get_model, lineage
+    from backend.adapters import get_model, lineage
 
     who = actor(args)
     m = get_model(who, args.id)
@@ -55,7 +55,7 @@ def cmd_show(args) -> int:
 
 def cmd_download(args) -> int:
     from backend.errors import InvalidInput
-    from backend.models import download_urls, model_files, open_file
+    from backend.adapters import download_urls, model_files, open_file
 
     who = actor(args)
     if args.urls:

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models for every table of the product (SPEC.md "Domain model").
 
-Field names follow ../shared/reference (snake_case). UUID ids are stored as 36-char strings so the
+Field names follow the original specification (snake_case). UUID ids are stored as 36-char strings so the
 same schema works on SQLite and PostgreSQL; JSON columns become JSONB on PostgreSQL.
 """
 from __future__ import annotations
@@ -143,7 +143,7 @@ class MetricsPoint(Base):
     tokens_processed: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("job_id", "step", name="uq_metrics_job_step"),
                       Index("ix_metrics_job_timestamp", "job_id", "timestamp"),
-                      # the validation points of a job (backend/metrics_query.py), few of many
+                      # the validation points of a job (backend/jobs/metrics.py), few of many
                       Index("ix_metrics_job_val_step", "job_id", "step",
                             postgresql_where=text("validation_loss IS NOT NULL"),
                             sqlite_where=text("validation_loss IS NOT NULL")))
@@ -152,7 +152,7 @@ class MetricsPoint(Base):
 class MetricsRollup(Base):
     """Aggregates of a job's metric points in blocks of ``ROLLUP_STEPS`` steps (block = step //
     ROLLUP_STEPS), kept by ``job_progress`` in the same transaction as the points, so a chart of a
-    long job reads one row per block instead of every point (``backend/metrics_query.py``)."""
+    long job reads one row per block instead of every point (``backend/jobs/metrics.py``)."""
     __tablename__ = "metrics_rollups"
     job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"),
                                         primary_key=True)

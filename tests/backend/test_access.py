@@ -1,14 +1,20 @@
 """Isolation: user B can neither read nor change user A's rows through any service function."""
 import io
-from pathlib import Path
 
 import pytest
 
-from backend import costs, datasets, jobs, models, notifications, users
-from backend.errors import AccessDenied, NotFound
-from backend.progress import DbSink
+from backend import costs, notifications, users
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from backend.datasets import service as datasets
+
+from backend.jobs import service as jobs
+
+from backend import adapters as models
+from backend.errors import AccessDenied, NotFound
+from backend.jobs.db_sink import DbSink
+from tests.fixtures.paths import SAMPLE_DATA
+
+SHARED = SAMPLE_DATA
 
 
 @pytest.fixture

@@ -2,14 +2,14 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from backend.config import ENV_VARS, Settings, load_settings
 from backend.errors import ConfigError
+from tests.fixtures.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 
 
 def test_defaults_are_embedded(tmp_path):

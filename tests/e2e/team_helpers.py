@@ -22,8 +22,9 @@ import requests
 
 from backend.cli import main as cli_main
 from backend.config import reset_settings
+from tests.fixtures.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 OUT = ROOT / "tests" / "out"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -26,10 +26,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.team_helpers import CHROMIUM, CHROMIUM_ARGS, served_dashboard
+from tests.fixtures.paths import REPO, SAMPLE_DATA
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 OUT = ROOT / "tests" / "out"
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "sample-v4.jsonl"
+SAMPLE = SAMPLE_DATA / "sample-v4.jsonl"
 pytestmark = [pytest.mark.browser, pytest.mark.ray, pytest.mark.slow]
 
 DATASET_NAME = "Elena browser sample"

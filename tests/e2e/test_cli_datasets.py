@@ -1,12 +1,12 @@
 """Datasets through the CLI with --wait on a real Ray head (the validation runs as a Ray job)."""
 import json
-from pathlib import Path
 
 import pytest
 
 from backend.cli import main
+from tests.fixtures.paths import SAMPLE_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SAMPLE_DATA
 pytestmark = pytest.mark.ray
 
 

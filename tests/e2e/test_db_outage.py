@@ -3,18 +3,20 @@ duplicates none (writes from rank 0 retry until the database is back)."""
 import io
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from backend import datasets, jobs
+from backend.datasets import service as datasets
+
+from backend.jobs import service as jobs
 from backend.db.models import MetricsPoint
 from backend.db.session import dispose_engines, session_scope
 from backend.errors import DatabaseError
 from backend.users import ensure_local_user
+from tests.fixtures.paths import SAMPLE_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SAMPLE_DATA
 pytestmark = [pytest.mark.ray, pytest.mark.postgres]
 
 

@@ -5,14 +5,14 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from backend.ray_head import free_ports
+from backend.cluster.head import free_ports
+from tests.fixtures.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 

@@ -16,7 +16,6 @@ import secrets
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,8 +26,9 @@ from backend.db.session import dispose_engines
 from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, CliUser, cli_subprocess, log_in,
                                     open_page, screenshot, served_dashboard, settle)
 from tests.fixtures.postgres import _create_database
+from tests.fixtures.paths import SAMPLE_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SAMPLE_DATA
 pytestmark = [pytest.mark.team, pytest.mark.ray, pytest.mark.postgres, pytest.mark.s3,
               pytest.mark.browser, pytest.mark.slow]
 

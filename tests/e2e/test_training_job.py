@@ -10,14 +10,15 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from backend import jobs
+from backend.jobs import service as jobs
 from backend.cli import main
 from backend.db.models import Checkpoint, JobLog, MetricsPoint
 from backend.db.session import session_scope
 from backend.notifications import list_notifications
 from backend.users import ensure_local_user
+from tests.fixtures.paths import SAMPLE_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SAMPLE_DATA
 pytestmark = pytest.mark.ray
 FAST = ["--set", "learning_rate=0.02", "--set", "batch_size=1", "--set", "max_seq_length=512",
         "--set", "warmup_steps=0", "--set", "lora_dropout=0", "--set", "validation_fraction=0.3"]
@@ -46,7 +47,7 @@ def _val_loss(base: str, adapter: Path, max_seq_length: int) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training_data import encode_conversation, load_split
+    from backend.training.data import encode_conversation, load_split
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter))
     model.eval()
@@ -83,7 +84,7 @@ def test_job_completes_from_cli(ray_env, capsys, tmp_path, brightrun_home):
     out = tmp_path / "adapter"
     assert main(["models", "download", model_id, "--out", str(out)]) == 0
     assert {"adapter_model.safetensors", "adapter_config.json"} <= {p.name for p in out.iterdir()}
-    from backend.tiny_model import ensure_tiny_model
+    from backend.training.tiny_model import ensure_tiny_model
     reproduced = _val_loss(str(ensure_tiny_model(brightrun_home)), out, 512)
     assert reproduced == pytest.approx(q["final_validation_loss"], abs=1e-3)
 

@@ -2,20 +2,20 @@
 
 ``app_env``: fresh BRIGHTRUN_HOME (SQLite + local objects), engines disposed before and after.
 ``no_ray``: validation submissions are recorded instead of sent to Ray (plain page tests run the
-validation in-process with ``backend.datasets.run_validation``).
+validation in-process with ``backend.datasets.service.run_validation``).
 """
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from backend.db.session import dispose_engines
+from tests.fixtures.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 MAIN = ROOT / "app" / "main.py"
 TIMEOUT = 30
 
@@ -30,10 +30,10 @@ def app_env(brightrun_home):
 @pytest.fixture
 def no_ray(monkeypatch):
     """Record validation submissions instead of starting a Ray job; yields the dataset ids."""
-    import backend.datasets
+    import backend.datasets.service
 
     submitted: list[str] = []
-    monkeypatch.setattr(backend.datasets, "submit_validation",
+    monkeypatch.setattr(backend.datasets.service, "submit_validation",
                         lambda dataset_id: submitted.append(dataset_id))
     return submitted
 
@@ -70,7 +70,7 @@ def jsonl(n: int = 12, text: str = "") -> bytes:
 
 def make_dataset(actor, name: str, n: int = 12, *, validate: bool = True, content: bytes = None):
     """A dataset created through the service (no Ray); validated in-process when asked."""
-    from backend import datasets
+    from backend.datasets import service as datasets
 
     data = content if content is not None else jsonl(n)
     info = datasets.upload_dataset(actor, io.BytesIO(data), "data.jsonl", name, size=len(data),

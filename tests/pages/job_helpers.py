@@ -1,14 +1,14 @@
 """Jobs for page tests, created through the jobs service (``submit=False``) and driven through the
-progress sink the training Ray job uses (``backend.progress.DbSink``)."""
+progress sink the training Ray job uses (``backend.jobs.db_sink.DbSink``)."""
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
-from backend import jobs
+from backend.jobs import service as jobs
 from backend.db.models import TrainingJob, utcnow
 from backend.db.session import session_scope
-from backend.progress import DbSink
+from backend.jobs.db_sink import DbSink
 
 
 def new_job(actor, dataset_id: str, name: str | None = None, **kwargs):

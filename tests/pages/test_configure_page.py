@@ -8,7 +8,7 @@ import re
 import pytest
 
 from app.widgets import literal
-from backend import jobs
+from backend.jobs import service as jobs
 from backend.users import set_budget
 from tests.pages.conftest import TIMEOUT, jsonl, make_dataset, open_app, texts
 
@@ -215,8 +215,8 @@ def _split_caption(at) -> str:
 def test_split_caption_follows_the_validation_fraction(actor, monkeypatch):
     import io
 
-    from backend import datasets
-    from backend.training_data import load_split
+    from backend.datasets import service as datasets
+    from backend.training.data import load_split
 
     reads = []
     real_open = datasets.open_dataset

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app.widgets import literal
-from backend import datasets
+from backend.datasets import service as datasets
 from backend.db.models import Dataset, TrainingJob
 from backend.db.session import session_scope
 from tests.pages.conftest import TIMEOUT, jsonl, make_dataset, open_app, texts
@@ -284,7 +284,7 @@ def test_poll_turns_a_dead_validation_into_error(actor, monkeypatch):
     d = make_dataset(actor, "Orphan", validate=False)
     with session_scope() as s:
         s.get(Dataset, d.id).external_job_id = "raysubmit_dead"
-    monkeypatch.setattr("backend.ray_gateway.get_gateway", lambda: _DeadGateway())
+    monkeypatch.setattr("backend.cluster.gateway.get_gateway", lambda: _DeadGateway())
     at = open_app("datasets", {"id": d.id})
     assert not at.exception
     info = datasets.get_dataset(actor, d.id)

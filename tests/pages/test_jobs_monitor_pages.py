@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from app.job_widgets import RECONCILE_EVERY_S, maybe_reconcile
 from app.widgets import literal
-from backend import job_progress as jp
-from backend import jobs
+from backend.jobs import progress as jp
+from backend.jobs import service as jobs
 from backend.db.models import TrainingJob, utcnow
 from backend.db.session import session_scope
 from tests.pages.conftest import TIMEOUT, make_dataset, open_app, texts

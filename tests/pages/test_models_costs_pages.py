@@ -9,8 +9,9 @@ import zipfile
 import pytest
 
 from app.widgets import literal
-from backend import job_progress as jp
-from backend import jobs, models
+from backend.jobs import progress as jp
+from backend.jobs import service as jobs
+from backend import adapters as models
 from backend.costs import add_cost
 from backend.db.session import session_scope
 from backend.users import create_user, get_user, set_budget

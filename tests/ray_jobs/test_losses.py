@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.training_data import IGNORE_INDEX
+from backend.training.data import IGNORE_INDEX
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from backend.errors import InvalidInput
+from tests.fixtures.paths import SAMPLE_DATA
 from ray_jobs.lora_worker import TrainConfig, lr_lambda
 from ray_jobs.sinks import (
     METRIC_FIELDS, CollectingSink, JsonLinesSink, MetricBuffer, NullSink, PrintSink, ProgressSink,
     make_sink)
 from ray_jobs.train_lora import main
 
-SAMPLE_V4 = "/work/shared/data/sample-v4.jsonl"
+SAMPLE_V4 = str(SAMPLE_DATA / "sample-v4.jsonl")
 STAGES_IN_ORDER = ["initializing", "training", "validating", "saving"]
 # a high learning rate so that a few steps on 5 conversations visibly lower the loss
 FAST = {"learning_rate": 0.02, "batch_size": 1, "num_epochs": 4, "lora_rank": 8,
@@ -31,7 +32,7 @@ def offline(monkeypatch):
 
 def _split_seed(fraction: float = 0.3) -> int:
     """A validation seed that holds out 1-2 of the 5 sample conversations."""
-    from backend.training_data import load_split
+    from backend.training.data import load_split
 
     for seed in range(50):
         train, val = load_split(SAMPLE_V4, fraction, seed)
@@ -113,7 +114,7 @@ def test_learning_rate_schedule_warms_up_then_decays_to_zero():
 
 
 def test_config_is_the_job_training_config_plus_recipe_knobs():
-    from backend.training_config import TrainingConfig
+    from backend.training.config import TrainingConfig
 
     job = TrainingConfig(learning_rate=1e-4, target_modules=["q_proj"])
     cfg = TrainConfig(**job.model_dump(), lr_scheduler="cosine")
@@ -228,7 +229,7 @@ def _validation_loss(base: str, adapter: Path, fraction: float, seed: int,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training_data import encode_conversation, load_split
+    from backend.training.data import encode_conversation, load_split
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter))
     model.eval()
@@ -265,7 +266,7 @@ def test_two_cpu_workers_train_a_lora_adapter_end_to_end(ray_env, brightrun_home
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= {
         p.name for p in adapter.iterdir()}
-    from backend.tiny_model import ensure_tiny_model
+    from backend.training.tiny_model import ensure_tiny_model
 
     base = str(ensure_tiny_model(brightrun_home))
     reproduced = _validation_loss(base, adapter, FAST["validation_fraction"], seed,

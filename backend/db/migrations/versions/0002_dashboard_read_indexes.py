@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-22 02:20:00
 
 - ``ix_metrics_job_val_step``: partial index on metrics_points (job_id, step) WHERE
-  validation_loss IS NOT NULL — the Monitor's validation points (backend/metrics_query.py) without
+  validation_loss IS NOT NULL — the Monitor's validation points (backend/jobs/metrics.py) without
   reading every point of the job.
 - ``ix_jobs_user_created``: training_jobs (user_id, created_at) — the Jobs page's newest-first
   list (datasets and models already have theirs).

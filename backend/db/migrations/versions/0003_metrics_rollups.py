@@ -5,7 +5,7 @@ Revises: 0002
 Create Date: 2026-11-22 03:40:00
 
 The Monitor's chart of a long job reads one row per 64 steps instead of every point, also on the
-first call of a dashboard process (backend/metrics_query.py). Kept by backend/job_progress.py in
+first call of a dashboard process (backend/jobs/metrics.py). Kept by backend/jobs/progress.py in
 the same transaction as the points; the upgrade fills it from the points already stored.
 """
 from alembic import op

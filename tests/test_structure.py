@@ -1,0 +1,125 @@
+"""The house rules of the code base, read from the code itself: no import cycles between our
+modules (every import counts, also one inside a function), no module past 500 lines, no page past
+200 lines, and nothing that points outside the repository."""
+from __future__ import annotations
+
+import ast
+import subprocess
+
+from tests.fixtures.paths import REPO
+
+PACKAGES = ("backend", "ray_jobs", "app", "pages", "bench")
+MAX_MODULE_LINES = 500
+MAX_PAGE_LINES = 200
+
+
+def _modules() -> dict[str, object]:
+    mods = {}
+    for top in PACKAGES:
+        for path in (REPO / top).rglob("*.py"):
+            rel = path.relative_to(REPO).with_suffix("")
+            parts = list(rel.parts)
+            if "migrations" in parts:
+                continue  # Alembic loads these by file name
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods[".".join(parts)] = path
+    return mods
+
+
+def _resolve(name: str, mods) -> str | None:
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports (at any depth of its code)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = mod if is_pkg else mod.rpartition(".")[0]
+                    for _ in range(node.level - 1):
+                        pkg = pkg.rpartition(".")[0]
+                    base = f"{pkg}.{base}".strip(".")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
+                           for a in node.names]
+            for t in targets:
+                r = _resolve(t, mods)
+                if r and r != mod:
+                    graph[mod].add(r)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_graph_sees_function_level_imports():
+    graph = import_graph()
+    assert "backend.training.catalogs" in graph["backend.jobs.estimates"]
+    assert "backend.jobs.service" in graph["app.job_widgets"]
+
+
+def test_module_and_page_sizes():
+    too_long = []
+    for top in ("backend", "ray_jobs", "app", "pages"):
+        for path in (REPO / top).rglob("*.py"):
+            n = len(path.read_text().splitlines())
+            limit = MAX_PAGE_LINES if top == "pages" else MAX_MODULE_LINES
+            if n > limit and "migrations" not in path.parts:
+                too_long.append(f"{path.relative_to(REPO)}: {n} lines (limit {limit})")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_nothing_points_outside_the_repository():
+    hits = subprocess.run(["git", "grep", "-n", "-I", "-e", "../shared", "--", "."],
+                          cwd=REPO, capture_output=True, text=True).stdout.splitlines()
+    hits = [h for h in hits if not h.startswith("tests/test_structure.py:")]
+    assert not hits, "\n".join(hits)

@@ -28,68 +28,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 
 from backend.errors import InvalidInput
-from backend.training.config import TrainingConfig
 from backend.training.data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
+from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
+from ray_jobs.worker_eval import evaluate, note_validation
+from ray_jobs.worker_state import Run as _Run
+from ray_jobs.worker_state import TrainConfig, allreduce
 
-TRAINER_STATE = "trainer_state.json"
-OPTIMIZER_STATE = "optimizer_state.pt"
 RESULT_FILE = "training_result.json"
-
-
-class TrainConfig(TrainingConfig):
-    """The job's :class:`~backend.training.config.TrainingConfig` plus two recipe-only knobs.
-
-    Raises InvalidTrainingConfig (an InvalidInput) listing every bad value."""
-
-    lr_scheduler: Literal["linear", "cosine"] = Field(
-        "linear", description="Learning-rate decay after warmup, down to 0 at the last step.")
-    validation_seed: int = Field(
-        0, ge=0, description="Seed of the held-out split (formats.is_validation); 0 matches the "
-                             "split the dataset statistics report.")
-
-
-@dataclass
-class _Run:
-    """Everything one worker needs while training."""
-
-    cfg: TrainConfig
-    loop: dict[str, Any]
-    rank: int
-    world: int
-    sink: ProgressSink
-    tokenizer: Any = None
-    inner: Any = None  # the PEFT model
-    model: Any = None  # what prepare_model returned (DDP wrapper when world > 1)
-    optimizer: Any = None
-    scheduler: Any = None
-    device: Any = None
-    train: list = field(default_factory=list)
-    val: list = field(default_factory=list)
-    counts: dict[str, Any] = field(default_factory=dict)
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    state: dict[str, Any] = field(default_factory=dict)
-    buffer: MetricBuffer | None = None
-    started: float = field(default_factory=time.monotonic)
-    train_started: float = 0.0
-    elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
-    start_step: int = 0
-    rt: Any = field(default_factory=RayTrainRuntime)  # or ray_jobs.runtime.InProcessRuntime
 
 
 def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
@@ -145,8 +102,8 @@ def _setup(run: _Run) -> None:
     _load_data(run)
     _load_model(run, path)
     _build_optimizer(run)
-    _restore(run)
-    _reseed(run)
+    restore(run)
+    reseed(run)
     run.buffer = MetricBuffer(run.sink, int(run.loop.get("metrics_every_steps", 10)),
                               float(run.loop.get("metrics_every_s", 5.0)),
                               min_interval_s=float(run.loop.get("metrics_min_interval_s", 1.0)))
@@ -233,38 +190,6 @@ def lr_lambda(warmup: int, total: int, kind: str):
     return factor
 
 
-def _restore(run: _Run) -> None:
-    """Continue from the runtime's checkpoint if there is one (retry or resume)."""
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    checkpoint = run.rt.get_checkpoint()
-    if checkpoint is None:
-        return
-    with checkpoint.as_directory() as folder:
-        folder = Path(folder)
-        set_peft_model_state_dict(run.inner, load_file(str(folder / "adapter_model.safetensors"),
-                                                       device=str(run.device)))
-        saved = torch.load(folder / OPTIMIZER_STATE, map_location=run.device, weights_only=True)
-        run.optimizer.load_state_dict(saved["optimizer"])
-        run.scheduler.load_state_dict(saved["scheduler"])
-        run.state = json.loads((folder / TRAINER_STATE).read_text())
-    run.start_step = run.state["global_step"]
-    run.elapsed_before = float(run.state.get("elapsed_s", 0.0))
-    run.sink.resumed(run.state["global_step"], run.state["epoch"] + 1)
-    run.sink.log("info", f"resumed from the checkpoint at step {run.start_step}")
-
-
-def _reseed(run: _Run) -> None:
-    """Seed dropout per rank from (seed, rank, step): a resumed run draws what an uninterrupted
-    run draws after the same checkpoint, without saving RNG state per worker."""
-    import torch
-
-    torch.manual_seed((run.cfg.seed * 1_000_003 + run.rank * 7_919 + run.state["global_step"])
-                      % 2**63)
-
-
 # ----- training ----------------------------------------------------------------------------------
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
@@ -275,7 +200,7 @@ def _train(run: _Run) -> None:
                                 run.rank, run.world)
         accum = cfg.gradient_accumulation_steps
         steps = [batches[i:i + accum] for i in range(0, len(batches), accum)]
-        trained = _allreduce([float(sum(run.train[i].trained_tokens for idx, real in step
+        trained = allreduce([float(sum(run.train[i].trained_tokens for idx, real in step
                                         if real for i in idx)) for step in steps])
         first = st["step_in_epoch"] if epoch == st["epoch"] else 0
         for s in range(first, len(steps)):
@@ -287,7 +212,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     cfg, st = run.cfg, run.state
     t0 = time.perf_counter()
     loss_sum, real_tokens, grad_norm, lr = _optimizer_step(run, micro, trained_tokens)
-    loss_sum, real_tokens = _allreduce([loss_sum, float(real_tokens)])
+    loss_sum, real_tokens = allreduce([loss_sum, float(real_tokens)])
     step_s = time.perf_counter() - t0
     st["global_step"] += 1
     st["step_in_epoch"] += 1
@@ -305,8 +230,8 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     if last_in_epoch or (every_eval and st["global_step"] % every_eval == 0):
         if last_in_epoch and final_epoch:
             run.sink.stage("validating")
-        val_loss = _evaluate(run)
-        _note_validation(run, epoch, val_loss, last_in_epoch)
+        val_loss = evaluate(run)
+        note_validation(run, epoch, val_loss, last_in_epoch)
     if last_in_epoch:
         st["train_loss_history"].append(
             {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
@@ -321,7 +246,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     every = cfg.checkpoint_every_steps
     if final_step or (st["global_step"] % every == 0 if every else last_in_epoch):
         run.buffer.flush()
-        _save_checkpoint(run, train_loss, val_loss)
+        save_checkpoint(run, train_loss, val_loss)
 
 
 def _optimizer_step(run: _Run, micro: list, trained_tokens: float
@@ -353,36 +278,6 @@ def _optimizer_step(run: _Run, micro: list, trained_tokens: float
     return loss_total, real_tokens, grad_norm if math.isfinite(grad_norm) else None, lr
 
 
-def _evaluate(run: _Run) -> float | None:
-    """Mean token loss over the assistant tokens of the whole validation split (all workers)."""
-    import torch
-
-    if not run.val:
-        return None
-    batches = make_batches(run.val, run.cfg.batch_size, 0, 0)[run.rank::run.world]
-    run.inner.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for indices in batches:
-            batch = collate([run.val[i] for i in indices], run.tokenizer.pad_token_id)
-            batch = {key: value.to(run.device) for key, value in batch.items()}
-            total += float(trained_loss_sum(run.inner, run.inner, batch))
-            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-    run.inner.train()
-    total, count = _allreduce([total, float(count)])
-    return total / count if count else None
-
-
-def _note_validation(run: _Run, epoch: int, val_loss: float | None, epoch_end: bool) -> None:
-    st = run.state
-    if val_loss is None:
-        return
-    st["validation_loss_history"].append({"epoch": epoch + 1, "step": st["global_step"],
-                                          "validation_loss": val_loss, "epoch_end": epoch_end})
-    if st["best_validation_loss"] is None or val_loss < st["best_validation_loss"]:
-        st["best_validation_loss"], st["best_epoch"] = val_loss, epoch + 1
-
-
 def _progress_args(run: _Run, epoch: int, point: dict[str, Any]) -> tuple:
     st = run.state
     done = st["global_step"] - run.start_step
@@ -404,53 +299,7 @@ def _gpu_utilization() -> float | None:
         return None
 
 
-def _allreduce(values: list[float]) -> list[float]:
-    """Sum ``values`` across workers (identity on one worker)."""
-    import torch
-    import torch.distributed as dist
-
-    if not values or not (dist.is_available() and dist.is_initialized()) \
-            or dist.get_world_size() == 1:
-        return list(values)
-    backend = dist.get_backend()
-    device = "cuda" if backend == "nccl" else "cpu"
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 # ----- checkpoints and output --------------------------------------------------------------------
-def _save_checkpoint(run: _Run, train_loss: float, val_loss: float | None) -> None:
-    """Every rank reports (``ray.train.report`` is a barrier); rank 0 attaches the files."""
-    import torch
-
-    st = run.state
-    st["elapsed_s"] = _elapsed(run)
-    name = f"checkpoint_step_{st['global_step']:07d}"
-    metrics = {"step": st["global_step"], "epoch": st["epoch"], "training_loss": train_loss,
-               "validation_loss": val_loss}
-    if run.rank != 0:
-        run.rt.report(metrics, None, name)
-        _reseed(run)
-        return
-    with tempfile.TemporaryDirectory(prefix="brightrun-ckpt-") as folder:
-        run.inner.save_pretrained(folder)
-        torch.save({"optimizer": run.optimizer.state_dict(),
-                    "scheduler": run.scheduler.state_dict()}, Path(folder) / OPTIMIZER_STATE)
-        (Path(folder) / TRAINER_STATE).write_text(json.dumps(st))
-        size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        run.rt.report(metrics, folder, name)
-    root = run.loop.get("checkpoint_root") or ""
-    run.sink.checkpoint(st["global_step"], st["epoch"], val_loss if val_loss is not None
-                        else train_loss, f"{root.rstrip('/')}/{name}" if root else name, size)
-    _reseed(run)
-
-
-def _elapsed(run: _Run) -> float:
-    """Seconds spent on this run, including earlier attempts up to their last checkpoint."""
-    return run.elapsed_before + time.monotonic() - run.started
-
-
 def _finish(run: _Run) -> dict[str, Any] | None:
     """Rank 0 saves the adapter and tokenizer to ``output`` and returns the result dict."""
     run.buffer.flush()
@@ -481,7 +330,7 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
     vals = [v for v in st["validation_loss_history"] if v["epoch_end"]]
     final_val = vals[-1]["validation_loss"] if vals else None
     history = st["train_loss_history"]
-    duration = _elapsed(run)
+    duration = elapsed(run)
     return {
         "final_training_loss": history[-1]["training_loss"] if history else None,
         "final_validation_loss": final_val,

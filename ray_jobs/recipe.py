@@ -1,6 +1,7 @@
 """The training recipe's steps — train → save → cleanup — shared by the manual command line
-(``ray_jobs.train_lora``) and job mode (``ray_jobs.train_job``): the :class:`Recipe` a run needs, the
-``TorchTrainer`` (or the in-driver loop for one CPU worker), and handing rank 0's result to a sink."""
+(``ray_jobs.train_lora``) and job mode (``ray_jobs.train_job``): the :class:`Recipe` a run needs,
+the ``TorchTrainer`` (or the in-driver loop for one CPU worker), and handing rank 0's result to a
+sink."""
 from __future__ import annotations
 
 import os

@@ -8,9 +8,7 @@ page switch) is taken from the last values this session saw, else from the chose
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
-from array import array
 from typing import Any, NamedTuple
 
 import streamlit as st
@@ -267,46 +265,37 @@ def hardware_picker() -> tuple[str, int]:
 
 # ----- the validation split of the chosen fraction ----------------------------------------------
 class SplitKeys(NamedTuple):
-    """Per conversation of a dataset file: the split hash (first 8 bytes of BLAKE2b(f"{seed}:{id}")
-    as a big-endian number, as ``formats.is_validation`` compares it) and its assistant turns."""
+    """Per conversation of a dataset file, in file order: its id and its assistant turns."""
 
-    keys: Any  # numpy uint64 array
-    pairs: Any  # numpy int64 array
+    keys: list[str]  # conversation ids
+    pairs: list[int]
 
 
 @st.cache_resource(max_entries=16, show_spinner="Counting the validation split…")
 def _split_keys(dataset_id: str) -> SplitKeys:
     """One read of the dataset file (the trainer's parser) per dataset and server process.
     Raises what opening or parsing raises."""
-    import numpy as np
-
     from backend.datasets import service as ds
     from backend.datasets.formats import iter_conversations
 
-    keys, pairs = bytearray(), array("q")
+    keys, pairs = [], []
     with contextlib.closing(ds.open_dataset(dataset_id)) as fh:
         for _, conv in iter_conversations(fh):
-            keys += hashlib.blake2b(f"{SPLIT_SEED}:{conv.conversation_id}".encode()).digest()[:8]
+            keys.append(conv.conversation_id)
             pairs.append(sum(1 for t in conv.turns if t.get("role") == "assistant"))
-    return SplitKeys(np.frombuffer(bytes(keys), dtype=">u8").astype(np.uint64),
-                     np.frombuffer(pairs.tobytes(), dtype=np.int64))
+    return SplitKeys(keys, pairs)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def held_out(dataset_id: str, fraction: float) -> tuple[int, int]:
     """(conversations, assistant pairs) the trainer holds out for validation at ``fraction``:
-    exactly ``backend.training.data.load_split``'s split. Raises what reading the file raises."""
-    import numpy as np
-
-    from backend.datasets.formats import _split_threshold  # the very bound is_validation compares with
+    exactly ``backend.training.data.load_split``'s split (``plan.held_out_indices``). Raises what
+    reading the file raises."""
+    from backend.training.plan import held_out_indices
 
     split = _split_keys(dataset_id)
-    if fraction <= 0.0:
-        return 0, 0
-    if fraction >= 1.0:
-        return len(split.keys), int(split.pairs.sum())
-    mask = split.keys < np.uint64(int.from_bytes(_split_threshold(fraction), "big"))
-    return int(mask.sum()), int(split.pairs[mask].sum())
+    held = held_out_indices(split.keys, fraction, SPLIT_SEED)
+    return len(held), sum(split.pairs[i] for i in held)
 
 
 def split_caption(dataset, fraction: float | None) -> tuple[str, str]:
@@ -317,8 +306,9 @@ def split_caption(dataset, fraction: float | None) -> tuple[str, str]:
     if fraction <= 0.0:
         return ("no validation split (validation fraction 0): every conversation is trained on",
                 "Set a validation fraction under Advanced settings to measure validation loss.")
-    rule = ("The split is deterministic: a conversation is held out when the hash of its id "
-            f"(split seed {SPLIT_SEED}) falls below the fraction, so the same conversations are "
+    rule = ("The split is exact and deterministic: round(fraction × conversations) are held out "
+            "(at least 1 of 2 or more), those with the smallest hash of their id "
+            f"(split seed {SPLIT_SEED}), so the same conversations are "
             "held out on every run; the training Seed does not change it.")
     size = int(getattr(dataset, "file_size", 0) or 0)
     if size <= EXACT_SPLIT_MAX_BYTES:
@@ -334,7 +324,9 @@ def split_caption(dataset, fraction: float | None) -> tuple[str, str]:
     else:
         why = f"the file ({size / 2**20:,.0f} MB) is too large to read on every visit"
     total = int(dataset.total_conversations or 0)
-    return (f"about {fmt_int(round(fraction * total))} of {fmt_int(total)} conversation(s) held "
+    from backend.training.plan import held_out_count
+
+    return (f"{fmt_int(held_out_count(total, fraction))} of {fmt_int(total)} conversation(s) held "
             f"out at validation fraction {fraction:.2f}",
-            f"Approximately fraction × conversations: {why}, and the exact count depends on "
-            f"each conversation's id. {rule}")
+            f"round(fraction × conversations); which ones depends on each conversation's id, and "
+            f"the validation pairs they hold are not counted here: {why}. {rule}")

@@ -36,8 +36,8 @@ from typing import Any
 
 from backend.errors import InvalidInput
 from backend.training.data import (
-    IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
-    shard_batches)
+    IGNORE_INDEX, collate, encode_and_plan, load_split, local_path, make_batches,
+    padding_efficiency, shard_batches)
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
@@ -120,19 +120,13 @@ def _load_data(run: _Run) -> None:
     else:
         train_convs, val_convs = load_split(source, cfg.validation_fraction,
                                             cfg.validation_seed)
-    run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
-    run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
-    if not run.train:
-        raise InvalidInput("the training split has no usable conversation", code="empty_dataset")
+    run.train, run.val, plan = encode_and_plan(run.tokenizer, train_convs, val_convs, cfg,
+                                               run.world)
     batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
-    per_worker = -(-len(batches) // run.world)
-    run.steps_per_epoch = -(-per_worker // cfg.gradient_accumulation_steps)
-    run.total_steps = run.steps_per_epoch * cfg.num_epochs
-    run.counts = {"train_conversations": len(run.train), "validation_conversations": len(run.val),
-                  "truncated": counts["truncated"] + vcounts["truncated"],
-                  "dropped": counts["dropped"] + vcounts["dropped"],
-                  "train_tokens": counts["tokens"],
-                  "train_trained_tokens": counts["trained_tokens"],
+    run.steps_per_epoch, run.total_steps = plan.steps_per_epoch, plan.total_steps
+    run.counts = {**plan.to_dict(), "train_tokens": plan.tokens_per_epoch,
+                  "train_trained_tokens": plan.trained_tokens_to_train // cfg.num_epochs,
+                  "dropped": plan.left_out,
                   "padding_efficiency": round(padding_efficiency(run.train, batches), 4)}
     run.sink.log("info", f"{len(run.train)} training and {len(run.val)} validation conversations; "
                  f"{run.total_steps} steps on {run.world} worker(s)", **run.counts)
@@ -339,6 +333,7 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "train_loss_history": history, "validation_loss_history": st["validation_loss_history"],
         "total_tokens_processed": st["tokens_processed"], "total_steps": st["global_step"],
         "total_epochs": run.cfg.num_epochs, "duration_seconds": duration,
+        "training_seconds": time.monotonic() - run.train_started + run.elapsed_before,
         "avg_throughput": st["tokens_processed"] / duration if duration > 0 else None,
         "final_learning_rate": run.scheduler.get_last_lr()[0], "workers": run.world,
         "device": str(run.device), "dataset": run.counts, "config": run.cfg.model_dump(),

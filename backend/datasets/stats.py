@@ -6,10 +6,12 @@ conversation lengths, not with the number of conversations; percentiles are exac
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from backend.errors import InvalidInput
+from backend.training.plan import held_out_count, split_key
 
 CountTokens = Callable[[list[str]], list[int]]
 WHITESPACE_TOKENIZER = "whitespace (approximate)"
@@ -75,11 +77,15 @@ def histogram(length_counts: dict[int, int], bins: int = HISTOGRAM_BINS) -> list
 class StatsAccumulator:
     """Adds up accepted conversations; :meth:`finish` returns :class:`DatasetStats`."""
 
-    def __init__(self, tokenizer: str | None):
+    def __init__(self, tokenizer: str | None, fraction: float | None = None, seed: int = 0):
         self.tokenizer = tokenizer  # None: tokens are not counted
         self.conversations = self.training_pairs = self.validation_pairs = self.turns = 0
         self.tokens = self.assistant_tokens = 0
         self.length_counts: dict[int, int] = {}
+        # the exact validation split (backend.training.plan): split keys and assistant turns of
+        # every conversation passed to add_split, in file order; decided in finish()
+        self.fraction, self.seed = fraction, seed
+        self.split_keys, self.split_pairs = bytearray(), array("q")
 
     def add(self, conversations: int, turns: int, assistant_turns: int) -> None:
         """Count accepted conversations (in bulk: totals of several are fine)."""
@@ -90,6 +96,28 @@ class StatsAccumulator:
     def add_validation_pairs(self, n: int) -> None:
         self.validation_pairs += n
 
+    def add_split(self, conversation_ids: list[str], n_assistant: list[int]) -> None:
+        """Remember accepted conversations (file order) for the exact validation split."""
+        for cid in conversation_ids:
+            self.split_keys += split_key(cid, self.seed)
+        self.split_pairs.extend(n_assistant)
+
+    def merge_split(self, other: "StatsAccumulator") -> None:
+        """Append ``other``'s split entries (a later range of the same file)."""
+        self.split_keys += other.split_keys
+        self.split_pairs.extend(other.split_pairs)
+
+    def held_out(self) -> tuple[int, int]:
+        """(conversations, assistant turns) the trainer holds out of what add_split saw:
+        :func:`backend.training.plan.held_out_indices`'s split. (0, 0) without a fraction."""
+        n = len(self.split_pairs)
+        k = held_out_count(n, self.fraction) if self.fraction is not None else 0
+        if k == 0:
+            return 0, 0
+        keys = [(bytes(self.split_keys[8 * i:8 * i + 8]), i) for i in range(n)]
+        keys.sort()
+        return k, sum(self.split_pairs[i] for _, i in keys[:k])
+
     def add_tokens(self, tokens: int, assistant_tokens: int) -> None:
         """Tokens of one accepted conversation (its length for the distribution)."""
         self.tokens += tokens
@@ -97,6 +125,8 @@ class StatsAccumulator:
         self.length_counts[tokens] = self.length_counts.get(tokens, 0) + 1
 
     def finish(self, lines: int) -> DatasetStats:
+        if self.fraction is not None and self.split_pairs:
+            self.validation_pairs = self.held_out()[1]
         stats = DatasetStats(conversations=self.conversations, training_pairs=self.training_pairs,
                              validation_pairs=self.validation_pairs, total_turns=self.turns,
                              lines=lines, tokenizer=self.tokenizer or NO_TOKENIZER)

@@ -24,7 +24,7 @@ from backend.datasets.stats import (WHITESPACE_TOKENIZER, CountTokens, DatasetSt
                                    whitespace_counter)
 from backend.errors import InvalidInput
 from backend.datasets.formats import (FORMATS, MAIN_KEY, MESSAGE_SPECS, Conversation, RoleCheck,
-                             check_roles, detect_format, extract, held_out_pairs, sniff_binary)
+                             check_roles, detect_format, extract, sniff_binary)
 from backend.datasets.validation_fast import FLUSH, fast_loop
 
 __all__ = ["ISSUE_CODES", "Issue", "RoleCheck", "ValidationReport", "check_roles", "sniff_binary",
@@ -188,7 +188,7 @@ class _Validation:
                  max_seq_length: int, fraction: float, max_issues: int, limit: int):
         self.fmt, self.fmt_source = fmt, "declared" if fmt else ""
         self.log = IssueLog(max_issues)
-        self.stats = StatsAccumulator(tokenizer if count_tokens else None)
+        self.stats = StatsAccumulator(tokenizer if count_tokens else None, fraction)
         self.batcher = TokenBatcher(count_tokens, self._counted) if count_tokens else None
         self.max_seq_length, self.fraction, self.limit = max_seq_length, fraction, limit
         self.seen: dict[str, int] = {}
@@ -302,8 +302,7 @@ class _Validation:
         """Add the conversations accepted since the last flush to the statistics (in bulk)."""
         n_assistant = list(map(_FIRST, self.accepted_info))
         self.stats.add(len(n_assistant), sum(map(_TURNS, self.accepted_info)), sum(n_assistant))
-        self.stats.add_validation_pairs(held_out_pairs(self.accepted_ids, n_assistant,
-                                                       self.fraction))
+        self.stats.add_split(self.accepted_ids, n_assistant)  # exact split: decided in finish
         self.accepted_ids.clear()
         self.accepted_info.clear()
 

@@ -427,10 +427,10 @@ def _merge(results: list[_RangeResult], options: dict[str, Any]) -> ValidationRe
 
 
 def _merge_stats(parts: list[StatsAccumulator]) -> StatsAccumulator:
-    total = StatsAccumulator(parts[0].tokenizer)
+    total = StatsAccumulator(parts[0].tokenizer, parts[0].fraction, parts[0].seed)
     for part in parts:
         total.add(part.conversations, part.turns, part.training_pairs)
-        total.add_validation_pairs(part.validation_pairs)
+        total.merge_split(part)
         total.tokens += part.tokens
         total.assistant_tokens += part.assistant_tokens
         for length, count in part.length_counts.items():

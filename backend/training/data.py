@@ -24,9 +24,12 @@ from urllib.parse import unquote, urlparse
 
 from backend.errors import InvalidInput
 
+from backend.training.plan import (GROUP_BATCHES, ConversationTokens, TrainPlan,  # noqa: F401
+                                   held_out_indices, plan_run)
+
 IGNORE_INDEX = -100
-GROUP_BATCHES = 50  # batches per length-sorting window (as HF LengthGroupedSampler); bigger = less
-#                    padding, less randomness in batch composition
+# GROUP_BATCHES (batches per length-sorting window, as HF LengthGroupedSampler; bigger = less
+# padding, less randomness in batch composition) lives in backend/training/plan.py with the step count
 
 # Used only when a base model ships no chat template at all (plain pretrained checkpoints).
 FALLBACK_CHAT_TEMPLATE = (
@@ -50,6 +53,8 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     truncated: bool
+    full_length: int = 0   # tokens before truncation (0: not recorded)
+    full_trained: int = 0  # assistant tokens before truncation (0: not recorded)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -58,6 +63,14 @@ class Encoded:
     def trained_tokens(self) -> int:
         """Tokens the loss is computed on (assistant tokens kept after truncation)."""
         return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
+
+    @property
+    def counts(self) -> ConversationTokens:
+        """This conversation's token counts for :func:`backend.training.plan.plan_run`."""
+        trained = self.trained_tokens
+        return ConversationTokens(tokens=len(self) if trained else 0, trained=trained,
+                                  full_tokens=max(self.full_length, len(self)),
+                                  full_trained=max(self.full_trained, trained))
 
 
 def ensure_chat_template(tokenizer) -> str:
@@ -77,10 +90,14 @@ def ensure_chat_template(tokenizer) -> str:
 def encode_conversation(tokenizer, turns: list[dict[str, str]], max_seq_length: int) -> Encoded:
     """Tokenise one conversation with the chat template; train only on assistant tokens.
 
-    ``turns`` are v4 turns (``role``/``content``). Rows longer than ``max_seq_length`` are cut
-    (``truncated=True``). Raises InvalidInput (code ``no_assistant_tokens``) when the template marks
-    no assistant token, and (code ``chat_template_not_prefix_stable``) when a template without
-    ``{% generation %}`` renders earlier turns differently as the conversation grows.
+    ``turns`` are v4 turns (``role``/``content``). Turn-aware truncation: a conversation longer
+    than ``max_seq_length`` keeps its leading tokens up to the end of the last assistant turn that
+    ends within ``max_seq_length`` (that turn's end-of-turn token included), so no assistant turn
+    is ever cut inside (``truncated=True``). When not even the first assistant turn fits, the
+    result is empty (``trained_tokens == 0``: the conversation is left out). Raises InvalidInput
+    (code ``no_assistant_tokens``) when the template marks no assistant token, and (code
+    ``chat_template_not_prefix_stable``) when a template without ``{% generation %}`` renders
+    earlier turns differently as the conversation grows.
     """
     if max_seq_length < 2:
         raise InvalidInput(f"max_seq_length must be at least 2, got {max_seq_length}")
@@ -95,8 +112,21 @@ def encode_conversation(tokenizer, turns: list[dict[str, str]], max_seq_length: 
                            code="no_assistant_tokens",
                            hint="every conversation needs at least one assistant turn")
     labels = [tok if m else IGNORE_INDEX for tok, m in zip(input_ids, mask)]
-    truncated = len(input_ids) > max_seq_length
-    return Encoded(input_ids[:max_seq_length], labels[:max_seq_length], truncated)
+    full_trained = sum(1 for label in labels[1:] if label != IGNORE_INDEX)
+    if len(input_ids) <= max_seq_length:
+        return Encoded(input_ids, labels, False, len(input_ids), full_trained)
+    cut = keep_length(mask, max_seq_length)
+    return Encoded(input_ids[:cut], labels[:cut], True, len(input_ids), full_trained)
+
+
+def keep_length(mask: Sequence[int], max_seq_length: int) -> int:
+    """Tokens kept by turn-aware truncation: the end of the last assistant span (a run of 1s in
+    ``mask``) that ends within ``max_seq_length``; 0 when none does. Raises nothing."""
+    keep = 0
+    for i in range(1, min(len(mask), max_seq_length) + 1):
+        if mask[i - 1] and (i == len(mask) or not mask[i]):
+            keep = i
+    return keep
 
 
 def _prefix_mask(tokenizer, turns: list[dict[str, str]]) -> tuple[list[int], list[int]]:
@@ -123,9 +153,10 @@ def _prefix_mask(tokenizer, turns: list[dict[str, str]]) -> tuple[list[int], lis
 
 def encode_all(tokenizer, conversations: Iterable[Any], max_seq_length: int
                ) -> tuple[list[Encoded], dict[str, int]]:
-    """Encode conversations (objects with ``.turns`` or plain turn lists); drop rows whose
-    assistant tokens were all cut by truncation. Returns (encoded, counts) with counts
-    ``conversations``, ``truncated``, ``dropped``, ``tokens``, ``trained_tokens``.
+    """Encode conversations (objects with ``.turns`` or plain turn lists); leave out rows with no
+    assistant turn within ``max_seq_length``. Returns (encoded, counts) with counts
+    ``conversations``, ``truncated`` (kept but shortened), ``dropped`` (left out), ``tokens``,
+    ``trained_tokens``.
     Raises InvalidInput like :func:`encode_conversation`."""
     out: list[Encoded] = []
     counts = {"conversations": 0, "truncated": 0, "dropped": 0, "tokens": 0, "trained_tokens": 0}
@@ -133,7 +164,7 @@ def encode_all(tokenizer, conversations: Iterable[Any], max_seq_length: int
         turns = conv.turns if hasattr(conv, "turns") else conv
         enc = encode_conversation(tokenizer, turns, max_seq_length)
         counts["conversations"] += 1
-        counts["truncated"] += int(enc.truncated)
+        counts["truncated"] += int(enc.truncated and enc.trained_tokens > 0)
         if enc.trained_tokens == 0:
             counts["dropped"] += 1
             continue
@@ -141,6 +172,27 @@ def encode_all(tokenizer, conversations: Iterable[Any], max_seq_length: int
         counts["trained_tokens"] += enc.trained_tokens
         out.append(enc)
     return out, counts
+
+
+def encode_and_plan(tokenizer, train_convs: Sequence[Any], val_convs: Sequence[Any], config: Any,
+                    workers: int = 1) -> tuple[list[Encoded], list[Encoded], TrainPlan]:
+    """Encode both splits as the trainer trains them and plan the run
+    (:func:`backend.training.plan.plan_run`): returns (training rows, validation rows, plan),
+    left-out rows removed. ``config`` is a TrainingConfig. Raises InvalidInput like
+    :func:`encode_conversation` and :func:`~backend.training.plan.plan_run`."""
+    def enc(conv: Any) -> Encoded:
+        return encode_conversation(tokenizer, conv.turns if hasattr(conv, "turns") else conv,
+                                   config.max_seq_length)
+
+    train, val = [enc(c) for c in train_convs], [enc(c) for c in val_convs]
+    plan = plan_run([e.counts for e in train + val],
+                    frozenset(range(len(train), len(train) + len(val))),
+                    batch_size=config.batch_size,
+                    gradient_accumulation_steps=config.gradient_accumulation_steps,
+                    num_epochs=config.num_epochs, workers=workers,
+                    eval_every_steps=config.eval_every_steps,
+                    checkpoint_every_steps=config.checkpoint_every_steps)
+    return ([e for e in train if e.trained_tokens], [e for e in val if e.trained_tokens], plan)
 
 
 def make_batches(encoded: Sequence[Encoded | int], batch_size: int, seed: int, epoch: int
@@ -214,20 +266,22 @@ def collate(encoded_list: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
 def load_split(source: str | os.PathLike | BinaryIO, fraction: float = 0.1, seed: int = 0
                ) -> tuple[list, list]:
     """Read a dataset (path, ``file://`` URL or binary file object) and split it into
-    ``(train, validation)`` conversations with :func:`backend.datasets.formats.is_validation`.
+    ``(train, validation)`` conversations, file order kept: exactly the conversations
+    :func:`backend.training.plan.held_out_indices` holds out (round(fraction × n), at least 1
+    when n ≥ 2).
 
     Raises InvalidInput for unreadable lines (see ``formats.iter_conversations``) or a bad
     fraction, FileNotFoundError when the path does not exist.
     """
-    from backend.datasets.formats import is_validation, iter_conversations
+    from backend.datasets.formats import iter_conversations
 
     if isinstance(source, (str, os.PathLike)):
         with open(local_path(source, "dataset"), "rb") as fh:
             return load_split(fh, fraction, seed)
-    train, val = [], []
-    for _, conv in iter_conversations(source):
-        (val if is_validation(conv.conversation_id, fraction, seed) else train).append(conv)
-    return train, val
+    convs = [conv for _, conv in iter_conversations(source)]
+    held = held_out_indices([c.conversation_id for c in convs], fraction, seed)
+    return ([c for i, c in enumerate(convs) if i not in held],
+            [c for i, c in enumerate(convs) if i in held])
 
 
 def local_path(source: str | os.PathLike, what: str = "path") -> Path:

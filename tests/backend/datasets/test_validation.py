@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from backend.datasets import validation
+from backend.training.plan import held_out_indices
 from backend.datasets.stats import (StatsAccumulator, count_words, histogram, percentile,
                                    split_long_text, tokenizer_counter, whitespace_counter)
 from backend.errors import InvalidInput
 from tests.fixtures.paths import REPO, SAMPLE_DATA
-from backend.datasets.formats import held_out_pairs, is_validation
 from backend.datasets.validation import ISSUE_CODES, check_roles, sniff_binary, validate_stream
 
 SHARED = SAMPLE_DATA
@@ -435,19 +435,20 @@ def test_stored_issues_are_the_lowest_lines_whatever_order_they_are_found_in():
 
 
 # ----- statistics --------------------------------------------------------------------------------
-def test_validation_pairs_follow_the_deterministic_split():
-    lines = [conv(f"c{i}", ("user", "q"), ("assistant", "a"), ("user", "q"), ("assistant", "a"))
-             for i in range(2000)]
-    data = jsonl(*lines)
-    first, second = validate(data), validate(data, validation_fraction=0.25)
-    expected = 2 * sum(is_validation(f"c{i}") for i in range(2000))
-    assert first.stats.validation_pairs == expected == validate(data).stats.validation_pairs
-    assert 0.08 * 4000 < expected < 0.12 * 4000
-    assert second.stats.validation_pairs == held_out_pairs([f"c{i}" for i in range(2000)],
-                                                           [2] * 2000, 0.25)
-    assert validate(data, validation_fraction=0).stats.validation_pairs == 0
-    assert validate(data, validation_fraction=1).stats.validation_pairs == 4000
-    assert first.stats.training_pairs == 4000
+def test_validation_pairs_are_the_trainers_exact_split():
+    turns = {i: [("user", "q"), ("assistant", "a")] * (1 + i % 3) for i in range(2000)}
+    data = jsonl(*[conv(f"c{i}", *turns[i]) for i in range(2000)])
+    ids = [f"c{i}" for i in range(2000)]
+    for fraction, held in ((0.1, 200), (0.25, 500), (0.0, 0), (1.0, 1999)):
+        expected = sum(1 + i % 3 for i in held_out_indices(ids, fraction, 0))
+        assert len(held_out_indices(ids, fraction, 0)) == held
+        assert validate(data, validation_fraction=fraction).stats.validation_pairs == expected
+    # the trainer's load_split holds out exactly those conversations
+    from backend.training.data import load_split
+    train, val = load_split(io.BytesIO(data.encode() if isinstance(data, str) else data), 0.1)
+    assert len(val) == 200 and {c.conversation_id for c in val} == {
+        ids[i] for i in held_out_indices(ids, 0.1, 0)}
+    assert validate(data).stats.training_pairs == sum(1 + i % 3 for i in range(2000))
 
 
 def test_statistics_with_whitespace_counting():

@@ -9,7 +9,8 @@ import pytest
 
 from backend.errors import InvalidInput
 from tests.fixtures.paths import SAMPLE_DATA
-from backend.datasets.formats import is_validation, iter_conversations
+from backend.datasets.formats import iter_conversations
+from backend.training.plan import held_out_indices
 from backend.training.tiny_model import ensure_tiny_model
 from backend.training.data import (
     FALLBACK_CHAT_TEMPLATE, GROUP_BATCHES, IGNORE_INDEX, Encoded, collate, encode_all,
@@ -73,19 +74,25 @@ def test_encoding_is_the_chat_template_token_for_token(tokenizer, fmt):
     assert enc.trained_tokens == sum(1 for t in enc.labels if t != IGNORE_INDEX)
 
 
-def test_truncation_is_flagged_and_counted(tokenizer):
+def test_truncation_keeps_whole_turns_up_to_the_last_assistant_turn_that_fits(tokenizer):
     conv = _conversation("brightrun_lora_v4")
     full = encode_conversation(tokenizer, conv.turns, 2048)
+    ends = [i + 1 for i in range(len(full)) if full.labels[i] != IGNORE_INDEX
+            and (i + 1 == len(full) or full.labels[i + 1] == IGNORE_INDEX)]
+    assert len(ends) == 2  # two assistant turns
     cut = encode_conversation(tokenizer, conv.turns, len(full) - 3)
-    assert cut.truncated and len(cut) == len(full) - 3
-    assert cut.input_ids == full.input_ids[:-3] and cut.labels == full.labels[:-3]
-    # cut before the first assistant token: nothing left to train → dropped, and counted
-    first_trained = next(i for i, t in enumerate(full.labels) if t != IGNORE_INDEX)
-    encoded, counts = encode_all(tokenizer, [conv, conv.turns], first_trained)
-    assert encoded == [] and counts["dropped"] == 2 and counts["truncated"] == 2
+    assert cut.truncated and len(cut) == ends[0]  # the second reply would be cut inside: dropped
+    assert cut.input_ids == full.input_ids[:ends[0]] and cut.labels == full.labels[:ends[0]]
+    assert tokenizer.decode(cut.input_ids[-1:]) == "<|eot_id|>"  # the turn's end token is kept
+    assert (cut.full_length, cut.full_trained) == (len(full), full.trained_tokens)
+    # exactly at the first turn's end: same; one token short: nothing to train → left out
+    assert encode_conversation(tokenizer, conv.turns, ends[0]).input_ids == cut.input_ids
+    assert encode_conversation(tokenizer, conv.turns, ends[0] - 1).trained_tokens == 0
+    encoded, counts = encode_all(tokenizer, [conv, conv.turns], ends[0] - 1)
+    assert encoded == [] and counts["dropped"] == 2 and counts["truncated"] == 0
     encoded, counts = encode_all(tokenizer, [conv], len(full) - 3)
     assert counts == {"conversations": 1, "truncated": 1, "dropped": 0,
-                      "tokens": len(full) - 3, "trained_tokens": cut.trained_tokens}
+                      "tokens": ends[0], "trained_tokens": cut.trained_tokens}
 
 
 def test_conversation_without_assistant_turn_is_refused(tokenizer):
@@ -188,12 +195,14 @@ def test_padding_does_not_change_the_loss(tokenizer):
 
 
 # ----- split -------------------------------------------------------------------------------------
-def test_load_split_uses_is_validation_from_path_url_and_file():
+def test_load_split_is_the_plans_exact_split_from_path_url_and_file():
     train, val = load_split(SAMPLE_V4, 0.3, 0)
     ids = [c.conversation_id for c in train + val]
     assert len(ids) == len(set(ids)) == 5
-    assert all(is_validation(c.conversation_id, 0.3, 0) for c in val)
-    assert not any(is_validation(c.conversation_id, 0.3, 0) for c in train)
+    all_ids = [c.conversation_id for _, c in iter_conversations(open(SAMPLE_V4, "rb"))]
+    held = held_out_indices(all_ids, 0.3, 0)
+    assert len(val) == 2 == round(0.3 * 5)
+    assert {c.conversation_id for c in val} == {all_ids[i] for i in held}
     for source in (f"file://{SAMPLE_V4}", open(SAMPLE_V4, "rb")):
         t2, v2 = load_split(source, 0.3, 0)
         assert [c.conversation_id for c in t2] == [c.conversation_id for c in train]

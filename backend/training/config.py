@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +169,12 @@ class TrainingConfig(BaseModel):
 
     # ----- derived values --------------------------------------------------------------------------
     def steps_per_epoch(self, training_examples: int, workers: int = 1) -> int:
-        """Optimizer steps per epoch for ``training_examples`` conversations on ``workers`` workers."""
-        global_batch = self.batch_size * self.gradient_accumulation_steps * max(1, workers)
-        return max(1, math.ceil(max(0, training_examples) / global_batch))
+        """Optimizer steps per epoch for ``training_examples`` conversations on ``workers`` workers
+        (at least 1): the trainer's count, :func:`backend.training.plan.steps_per_epoch`."""
+        from backend.training.plan import steps_per_epoch
+
+        return max(1, steps_per_epoch(max(0, training_examples), self.batch_size, max(1, workers),
+                                      self.gradient_accumulation_steps))
 
     def total_steps(self, training_examples: int, workers: int = 1) -> int:
         """Optimizer steps over all epochs."""

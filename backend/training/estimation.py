@@ -16,6 +16,7 @@ from typing import Any
 from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec
 from backend.errors import InvalidInput
 from backend.training.config import TrainingConfig
+from backend.training.plan import TrainPlan, approximate_plan
 
 GIB = 2**30
 ACTIVATION_K_PER_DTYPE_BYTE = 17  # k = 17 x dtype bytes: 34 bytes/(token x hidden x layer) in bf16
@@ -24,8 +25,9 @@ EVAL_SPEEDUP = 3.0                # forward only ~ 1/3 of the forward+backward c
 SIMILAR_SIZE_FACTOR = 2.0         # calibration uses jobs on models within 2x of this size
 STORAGE_MONTHS = 1.0              # storage is priced for one month of keeping the outputs
 FILE_BYTES_PER_TOKEN = 5.0        # JSONL bytes per token when the file size is unknown
-ADAPTER_BYTES_PER_PARAM = 2       # adapter saved in bf16
-CHECKPOINT_BYTES_PER_PARAM = 2 + 8  # adapter + two fp32 AdamW moments
+ADAPTER_BYTES_PER_PARAM = 4       # PEFT keeps (and saves) LoRA weights in fp32, also on a bf16 base
+ADAPTER_HEADER_BYTES_PER_TENSOR = 128  # safetensors JSON header entry per lora_A / lora_B tensor
+CHECKPOINT_BYTES_PER_PARAM = 4 + 8  # adapter + two fp32 AdamW moments
 TRAINABLE_BYTES_PER_PARAM = 16    # fp32 weight + fp32 grad + two fp32 AdamW moments
 BUDGET_HIGH_PERCENT = 80.0
 
@@ -78,6 +80,7 @@ class CalibrationSample:
     model_params: int
     workers: int
     tokens_per_s: float
+    startup_s: float | None = None  # job wall time not spent training (start-up, saving)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,14 @@ class Estimate:
     adapter_bytes: int = 0
     kept_fraction: float = 1.0
     breakdown_s: dict[str, float] = field(default_factory=dict)
+    # the trainer's plan (backend.training.plan.TrainPlan), same names as `jobs show --json`
+    plan_source: str = "approximate"  # "exact": from the dataset's templated token counts
+    train_conversations: int = 0
+    validation_conversations: int = 0
+    truncated: int = 0
+    left_out: int = 0
+    trained_tokens_cut: int = 0
+    trained_tokens_to_train: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (cost and vram as sub-dicts)."""
@@ -174,11 +185,6 @@ def _clipped_mean(a: float, b: float, cap: float) -> float:
         return cap
     t = (cap - a) / (b - a)
     return t * (a + cap) / 2 + (1 - t) * cap
-
-
-def _count(total_steps: int, every: int | None, epochs: int) -> int:
-    """Events (evaluations or checkpoints): once per epoch, or every N steps plus one at the end."""
-    return epochs if every is None else math.ceil(total_steps / every)
 
 
 # ----- throughput ------------------------------------------------------------------------------------
@@ -268,37 +274,17 @@ def vram(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry, lora
 
 
 # ----- the estimate ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _TokenPlan:
-    kept: float
-    training_examples: int
-    steps_per_epoch: int
-    total_steps: int
-    tokens_to_train: int
-    evaluations: int
-    eval_tokens: int
-    checkpoints: int
-
-
-def _plan_tokens(stats: DatasetStatsInput, config: TrainingConfig, workers: int) -> _TokenPlan:
-    kept = kept_fraction(stats.length_percentiles, config.max_seq_length)
-    vf = config.validation_fraction
-    examples = max(1, round(stats.conversations * (1 - vf)))
-    steps = config.steps_per_epoch(examples, workers)
-    total_steps = steps * config.num_epochs
-    evaluations = 0 if vf == 0 else _count(total_steps, config.eval_every_steps, config.num_epochs)
-    return _TokenPlan(
-        kept=kept, training_examples=examples, steps_per_epoch=steps, total_steps=total_steps,
-        tokens_to_train=round(stats.total_tokens * (1 - vf) * kept * config.num_epochs),
-        evaluations=evaluations, eval_tokens=round(stats.total_tokens * vf * kept * evaluations),
-        checkpoints=_count(total_steps, config.checkpoint_every_steps, config.num_epochs))
+def adapter_bytes(lora_params: int, tensors: int) -> int:
+    """Size of the saved adapter_model.safetensors: fp32 weights + a header entry per tensor."""
+    return lora_params * ADAPTER_BYTES_PER_PARAM + tensors * ADAPTER_HEADER_BYTES_PER_TENSOR
 
 
 def _costs(stats: DatasetStatsInput, hardware: HardwareEntry, workers: int, duration_s: float,
-           plan: _TokenPlan, lora_params: int) -> tuple[CostBreakdown, float, list[str]]:
+           plan: TrainPlan, lora_params: int, adapter_size: int
+           ) -> tuple[CostBreakdown, float, list[str]]:
     gpu_hours = duration_s / 3600 * workers
     compute = gpu_hours * hardware.cost_per_gpu_hour
-    adapter_bytes = lora_params * ADAPTER_BYTES_PER_PARAM
+    adapter_bytes = adapter_size
     stored = adapter_bytes + plan.checkpoints * lora_params * CHECKPOINT_BYTES_PER_PARAM
     storage = stored / GIB * hardware.pricing.storage_per_gb_month * STORAGE_MONTHS
     notes = [f"storage: adapter + {plan.checkpoints} checkpoint(s) (adapter + AdamW moments) = "
@@ -323,71 +309,120 @@ def _check_workers(hardware: HardwareEntry, workers: int) -> None:
                            f"got {workers!r}")
 
 
+def startup_seconds(hardware: HardwareEntry, calibration: list[CalibrationSample] | None
+                    ) -> tuple[float, list[str]]:
+    """Seconds a job spends outside training (start-up, loading, saving): the median of finished
+    jobs on this hardware that recorded it, else the catalog's figure. Raises nothing."""
+    measured = [s.startup_s for s in calibration or []
+                if s.hardware_id == hardware.id and s.startup_s is not None and s.startup_s >= 0]
+    if measured:
+        median = statistics.median(measured)
+        return median, [f"start-up and saving {median:,.0f} s: median of {len(measured)} finished "
+                        f"job(s) on {hardware.id}"]
+    return float(hardware.startup_overhead_s), [
+        f"fixed startup of {hardware.startup_overhead_s:g} s (workers start, model loads)"]
+
+
 def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: HardwareEntry, workers: int,
-             model: ModelSpec, calibration: list[CalibrationSample] | None = None) -> Estimate:
+             model: ModelSpec, calibration: list[CalibrationSample] | None = None,
+             plan: TrainPlan | None = None) -> Estimate:
     """Tokens, duration, GPU-hours, cost and memory of training ``model`` with ``config`` on
-    ``workers`` x ``hardware`` (formulas in docs/estimation.md).
+    ``workers`` x ``hardware`` (formulas in docs/estimation.md). ``plan`` is the trainer's exact
+    plan (:func:`backend.training.plan.plan_for_config` on the dataset's templated token counts);
+    without it the plan is approximated from ``stats`` (:func:`approximate_plan`).
 
     Raises InvalidInput when ``workers`` is outside 1..hardware.max_workers.
     """
     _check_workers(hardware, workers)
-    plan = _plan_tokens(stats, config, workers)
+    kept = kept_fraction(stats.length_percentiles, config.max_seq_length)
+    plan_source = "exact" if plan is not None else "approximate"
+    if plan is None:
+        plan = approximate_plan(stats.conversations, stats.total_tokens, stats.assistant_tokens,
+                                kept, config, workers)
+    else:
+        kept = plan.kept_fraction
     tps, calibrated_from, assumptions = throughput(hardware, model, workers, calibration)
     train_s = plan.tokens_to_train / tps
     eval_s = plan.eval_tokens / (tps * EVAL_SPEEDUP)
-    duration_s = train_s + eval_s + hardware.startup_overhead_s
+    startup_s, startup_notes = startup_seconds(hardware, calibration)
+    duration_s = train_s + eval_s + startup_s
     lora_params, module_notes = lora_parameter_count(model, config.target_modules, config.lora_rank)
-    cost, gpu_hours, cost_notes = _costs(stats, hardware, workers, duration_s, plan, lora_params)
+    tensors = 2 * model.num_layers * len(list(ALL_LINEAR) if "all-linear" in config.target_modules
+                                         else config.target_modules)
+    size = adapter_bytes(lora_params, tensors)
+    cost, gpu_hours, cost_notes = _costs(stats, hardware, workers, duration_s, plan, lora_params,
+                                         size)
     longest = stats.length_percentiles.max
     seq = min(config.max_seq_length, longest) if longest > 0 else config.max_seq_length
     memory = vram(config, model, hardware, lora_params, seq)
-    assumptions += _assumption_notes(hardware, workers, plan) + module_notes + cost_notes
+    assumptions += (_assumption_notes(hardware, workers, plan, kept, plan_source) + startup_notes
+                    + module_notes + cost_notes)
     if longest <= 0:
         assumptions.append("conversation lengths unknown: memory assumes batches of max_seq_length")
     return Estimate(
         tokens_to_train=plan.tokens_to_train, eval_tokens=plan.eval_tokens,
         throughput_tokens_per_s=tps, duration_s=duration_s, gpu_hours=gpu_hours, cost=cost,
         vram=memory, calibrated_from=calibrated_from, assumptions=assumptions,
-        warnings=_warnings(config, model, hardware, workers, plan, memory),
+        warnings=_warnings(config, model, hardware, workers, plan, memory, kept),
         hardware_id=hardware.id, model_id=model.id, workers=workers,
         steps_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps,
         evaluations=plan.evaluations, checkpoints=plan.checkpoints, lora_params=lora_params,
-        adapter_bytes=lora_params * ADAPTER_BYTES_PER_PARAM, kept_fraction=plan.kept,
-        breakdown_s={"training": train_s, "evaluation": eval_s,
-                     "startup": hardware.startup_overhead_s})
+        adapter_bytes=size, kept_fraction=kept,
+        breakdown_s={"training": train_s, "evaluation": eval_s, "startup": startup_s},
+        plan_source=plan_source, train_conversations=plan.train_conversations,
+        validation_conversations=plan.validation_conversations, truncated=plan.truncated,
+        left_out=plan.left_out, trained_tokens_cut=plan.trained_tokens_cut,
+        trained_tokens_to_train=plan.trained_tokens_to_train)
 
 
-def _assumption_notes(hardware: HardwareEntry, workers: int, plan: _TokenPlan) -> list[str]:
-    return [
+
+def _assumption_notes(hardware: HardwareEntry, workers: int, plan: TrainPlan, kept: float,
+                      plan_source: str) -> list[str]:
+    split = (f"{plan.validation_conversations} of {plan.conversations} conversation(s) held out "
+             f"for validation; {plan.train_conversations} trained on")
+    if plan_source == "exact":
+        first = [f"the trainer's plan, counted from every conversation with the base model's "
+                 f"tokenizer and chat template: {split}; {plan.truncated} conversation(s) "
+                 f"shortened and {plan.left_out} left out at max_seq_length "
+                 f"({plan.trained_tokens_cut:,} trained tokens cut)"]
+    else:
+        first = [f"approximate plan from the dataset statistics: {split}",
+                 f"truncation at max_seq_length keeps ~{kept:.1%} of tokens (piecewise-linear "
+                 "length distribution through p10/p50/p90/max)"]
+    return first + [
         f"{workers} worker(s), data parallel: each holds the whole model; speed x"
         f"{scaling_factor(workers, hardware.scaling_efficiency_per_doubling):.3g} "
         f"({hardware.scaling_efficiency_per_doubling:g} efficiency per doubling)",
-        f"truncation at max_seq_length keeps ~{plan.kept:.1%} of tokens (piecewise-linear length "
-        "distribution through p10/p50/p90/max)",
         "every token of a conversation is processed (the loss counts assistant tokens only); "
         "padding is ignored (dynamic padding)",
         f"evaluation is forward-only, ~{EVAL_SPEEDUP:g}x faster per token than training; "
         f"{plan.evaluations} evaluation(s) over the validation split",
-        f"fixed startup of {hardware.startup_overhead_s:g} s (workers start, model loads)",
         "no gradient checkpointing; memory-efficient attention (one layer of attention scores "
         "counted); base weights in the compute dtype",
     ]
 
 
 def _warnings(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry, workers: int,
-              plan: _TokenPlan, memory: VramEstimate) -> list[str]:
+              plan: TrainPlan, memory: VramEstimate, kept: float) -> list[str]:
     out = config.warnings(model_max_length=model.max_context, total_steps=plan.total_steps)
     if not memory.fits:
         out.append(f"needs ~{memory.total_gb:.1f} GB per worker but {hardware.id} has "
                    f"{memory.available_gb:g} GB: lower batch_size or max_seq_length (raise "
                    "gradient_accumulation_steps to keep the effective batch), or pick bigger hardware")
-    if plan.kept < 0.95:
-        out.append(f"~{1 - plan.kept:.0%} of the dataset's tokens are beyond max_seq_length "
+    if plan.truncated or plan.left_out:
+        out.append(f"at max_seq_length {config.max_seq_length}: {plan.truncated} conversation(s) "
+                   f"shortened to their last whole assistant turn, {plan.left_out} left out (no "
+                   f"assistant turn fits); {plan.trained_tokens_cut:,} trained tokens cut")
+    elif kept < 0.95:
+        out.append(f"~{1 - kept:.0%} of the dataset's tokens are beyond max_seq_length "
                    f"{config.max_seq_length} and will be truncated")
     global_batch = config.batch_size * config.gradient_accumulation_steps * workers
-    if plan.training_examples < global_batch:
-        out.append(f"only {plan.training_examples} training conversations for a global batch of "
+    if plan.train_conversations < global_batch:
+        out.append(f"only {plan.train_conversations} training conversations for a global batch of "
                    f"{global_batch}: one optimizer step per epoch")
+    if plan.validation_conversations == 0 and config.validation_fraction > 0:
+        out.append("no conversation is held out for validation: no validation loss, and the "
+                   "model will not be rated")
     return out
 
 

@@ -144,9 +144,16 @@ class TrainPlan:
     evaluations: int
     eval_tokens: int
     checkpoints: int
+    tokens_cut: int = 0  # tokens (both splits) truncation and leaving out lose
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def kept_fraction(self) -> float:
+        """Share of the dataset's templated tokens kept after truncation."""
+        kept = self.tokens_per_epoch + self.validation_tokens
+        return kept / (kept + self.tokens_cut) if kept + self.tokens_cut else 1.0
 
 
 def plan_run(conversations: Sequence[ConversationTokens], held_out: frozenset[int] | set[int], *,
@@ -178,7 +185,8 @@ def plan_run(conversations: Sequence[ConversationTokens], held_out: frozenset[in
         tokens_per_epoch=per_epoch, tokens_to_train=per_epoch * num_epochs,
         trained_tokens_to_train=sum(c.trained for c in train) * num_epochs,
         validation_tokens=val_tokens, evaluations=evaluations,
-        eval_tokens=val_tokens * evaluations, checkpoints=len(ckpt))
+        eval_tokens=val_tokens * evaluations, checkpoints=len(ckpt),
+        tokens_cut=sum(c.full_tokens - c.tokens for c in conversations))
 
 
 def plan_for_config(conversations: Sequence[ConversationTokens], conversation_ids: Sequence[str],
@@ -195,3 +203,29 @@ def plan_for_config(conversations: Sequence[ConversationTokens], conversation_id
                     num_epochs=config.num_epochs, workers=workers,
                     eval_every_steps=config.eval_every_steps,
                     checkpoint_every_steps=config.checkpoint_every_steps)
+
+
+def approximate_plan(conversations: int, total_tokens: int, assistant_tokens: int, kept: float,
+                     config: Any, workers: int = 1) -> TrainPlan:
+    """The plan from dataset totals alone, when each conversation's tokens are not at hand: the
+    exact split count and step rule, token totals scaled by the share trained on and by ``kept``
+    (the share truncation keeps). Raises InvalidInput like :func:`steps_per_epoch`."""
+    n = max(1, conversations)
+    held = held_out_count(conversations, config.validation_fraction)
+    train = max(1, conversations - held)
+    spe = steps_per_epoch(train, config.batch_size, workers, config.gradient_accumulation_steps)
+    total = spe * config.num_epochs
+    per_epoch = round(total_tokens * train / n * kept)
+    val_tokens = round(total_tokens * held / n * kept)
+    evaluations = len(event_steps(total, spe, config.eval_every_steps, at_epoch_ends=True)) \
+        if held else 0
+    ckpt = set(event_steps(total, spe, config.checkpoint_every_steps, at_epoch_ends=False))
+    return TrainPlan(
+        conversations=conversations, train_conversations=train, validation_conversations=held,
+        truncated=0, left_out=0, trained_tokens_cut=0, steps_per_epoch=spe, total_steps=total,
+        epochs=config.num_epochs, workers=workers, tokens_per_epoch=per_epoch,
+        tokens_to_train=per_epoch * config.num_epochs,
+        trained_tokens_to_train=round(assistant_tokens * train / n * kept) * config.num_epochs,
+        validation_tokens=val_tokens, evaluations=evaluations,
+        eval_tokens=val_tokens * evaluations, checkpoints=len(ckpt | {total}),
+        tokens_cut=round(total_tokens * (1 - kept)))

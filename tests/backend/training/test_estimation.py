@@ -102,8 +102,10 @@ def test_duration_formula_on_a_synthetic_gpu():
     assert est.duration_s == pytest.approx(2_400_000 / tps + 100)
 
 
+# as the trainer evaluates: at every epoch's end and every N steps (675 steps, epochs end at
+# 225/450/675: every 10 → 67 multiples + 225 + 675; every 1000 → the 3 epoch ends)
 @pytest.mark.parametrize("vf,every,evaluations", [(0.1, None, 3), (0.2, None, 3), (0.0, None, 0),
-                                                  (0.1, 10, 68), (0.1, 1000, 1)])
+                                                  (0.1, 10, 69), (0.1, 1000, 3)])
 def test_evaluation_tokens(vf, every, evaluations):
     # 2000 conversations, batch 8: 225 steps/epoch at vf 0.1 (1800 train), 200 at vf 0.2
     est = run(cfg(num_epochs=3, validation_fraction=vf, eval_every_steps=every))
@@ -118,9 +120,10 @@ def test_evaluation_tokens(vf, every, evaluations):
 def test_checkpoints_and_storage(every, checkpoints):
     est = run(cfg(num_epochs=3, checkpoint_every_steps=every), hw=fake_gpu())
     assert est.total_steps == 675 and est.checkpoints == checkpoints
-    stored = est.lora_params * 2 + checkpoints * est.lora_params * 10
+    stored = est.adapter_bytes + checkpoints * est.lora_params * 12
     assert est.cost.storage == pytest.approx(stored / GIB * 0.5)
-    assert est.adapter_bytes == est.lora_params * 2
+    # fp32 LoRA weights (PEFT's default) + a safetensors header entry per tensor
+    assert est.lora_params * 4 < est.adapter_bytes < est.lora_params * 4 * 1.01
 
 
 @pytest.mark.parametrize("workers,file_size", [(1, 6_000_000), (4, 6_000_000), (2, None)])
@@ -154,7 +157,7 @@ def test_kept_fraction(p, cap, fraction):
 def test_truncation_reduces_tokens_and_warns():
     full = run(cfg(max_seq_length=2048), data=stats(p=(100, 200, 300, 400)))
     cut = run(cfg(max_seq_length=250), data=stats(p=(100, 200, 300, 400)))
-    assert cut.tokens_to_train == pytest.approx(full.tokens_to_train * 190 / 205, abs=1)
+    assert cut.tokens_to_train == pytest.approx(full.tokens_to_train * 190 / 205, abs=3)
     assert any("will be truncated" in w for w in cut.warnings)
     assert not any("will be truncated" in w for w in full.warnings)
 

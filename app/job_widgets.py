@@ -71,11 +71,11 @@ def _aware(when: datetime) -> datetime:
 
 
 def elapsed_s(job) -> float | None:
-    """Seconds the job has run (to its end when it ended); None before it started."""
-    if job.started_at is None:
-        return None
-    end = _aware(job.completed_at) if job.completed_at else datetime.now(timezone.utc)
-    return (end - _aware(job.started_at)).total_seconds()
+    """Seconds the job has run (to its end when it ended); None before it started: the job's
+    total time as backend/jobs/figures.py defines it."""
+    from backend.jobs.figures import total_seconds
+
+    return total_seconds(job)
 
 
 def eta_seconds(job) -> float | None:
@@ -105,7 +105,10 @@ def eta_short(job) -> str:
 
 
 def job_cost(job) -> float:
-    return float(job.final_cost if job.final_cost is not None else job.current_cost or 0.0)
+    """The job's cost as backend/jobs/figures.py defines it (final, else accrued so far)."""
+    from backend.jobs.figures import job_cost as cost
+
+    return cost(job)
 
 
 def progress_fraction(job) -> float:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import job_charts
 from app.job_widgets import cell_text, fmt_duration, fmt_money
+from backend.training.quality import NOT_RATED, rating_text
 from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
 from backend.jobs import service as jobs
 from backend.errors import BrightRunError
@@ -66,24 +67,34 @@ def quality(m) -> None:
     c[3].metric("Perplexity", "—" if ppl is None else f"{ppl:,.2f}",
                 help="exp(final validation loss)")
     c[4].metric("Best epoch", "—" if q.get("best_epoch") is None else str(q["best_epoch"]))
-    st.caption(f"Convergence **{literal(q.get('convergence_quality') or 'unrated')}**: rated from "
-               "how far the loss fell and the gap between validation and training loss.")
+    rating = q.get("convergence_quality")
+    if rating in (None, NOT_RATED):
+        st.caption(f"**{rating_text(rating)}**: nothing was held out for validation, so there is "
+                   "no validation loss and no gap between validation and training loss to judge.")
+    else:
+        st.caption(f"Convergence **{literal(rating)}**: rated from how far the loss fell and the "
+                   "gap between validation and training loss.")
 
 
-def training_summary(m) -> None:
+def training_summary(m, fig) -> None:
+    """``fig``: the job's figures (backend/jobs/figures.get_figures)."""
     t = m.training_summary or {}
     c = st.columns(4)
-    c[0].metric("Duration", fmt_duration(t.get("duration_seconds")))
-    c[1].metric("Epochs / steps",
-                f"{fmt_int(t.get('total_epochs'))} / {fmt_int(t.get('total_steps'))}")
-    c[2].metric("Tokens processed", fmt_int(t.get("total_tokens_processed")))
-    tps = t.get("avg_throughput")
-    c[3].metric("Avg throughput", "—" if tps is None else f"{tps:,.0f} tok/s")
+    c[0].metric("Training time", fmt_duration(fig.training_seconds),
+                help=f"First training step to the end. Total {fmt_duration(fig.total_seconds)} "
+                     "from the job's start, start-up and saving included.")
+    c[1].metric("Epochs / steps", f"{fmt_int(fig.epochs_planned)} / {fmt_int(fig.steps_done)}")
+    c[2].metric("Tokens processed", fmt_int(fig.tokens_processed),
+                help="Templated tokens (the base model's chat template) trained on, padding "
+                     "excluded.")
+    tps = fig.throughput
+    c[3].metric("Avg throughput", "—" if tps is None else f"{tps:,.0f} tok/s",
+                help="Tokens processed ÷ training time.")
     c = st.columns(4)
-    c[0].metric("Hardware", f"{t.get('workers') or 1} × {t.get('hardware') or '—'}")
-    gpu_h = t.get("gpu_hours")
-    c[1].metric("GPU-hours", "—" if gpu_h is None else f"{gpu_h:,.3f}")
-    c[2].metric("Training cost", fmt_money(t.get("total_cost")))
+    c[0].metric("Hardware", f"{fig.workers} × {fig.hardware}")
+    c[1].metric(fig.hours_label.capitalize(), "—" if fig.hours is None else f"{fig.hours:,.3f}",
+                help="Total time × workers.")
+    c[2].metric("Training cost", fmt_money(fig.cost))
     c[3].metric("Truncated conversations", fmt_int(t.get("truncated_conversations")))
 
 
@@ -93,8 +104,11 @@ def configuration(m) -> None:
     st.caption(f"Preset {literal(cfg.get('preset_id') or '—')} · dataset "
                f"{literal(cfg.get('dataset_name') or '—')}")
     rows = [{"field": k, "value": cell_text(v)} for k, v in hyper.items()]
-    rows += [{"field": f"gpu_config.{k}", "value": cell_text(v)}
-             for k, v in (cfg.get("gpu_config") or {}).items()]
+    from backend.jobs.figures import is_gpu_hardware
+
+    hw = cfg.get("gpu_config") or {}
+    prefix = "gpu_config" if is_gpu_hardware(hw.get("gpu_type")) else "hardware"
+    rows += [{"field": f"{prefix}.{k}", "value": cell_text(v)} for k, v in hw.items()]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height="content")
 

@@ -33,7 +33,8 @@ def _latest(points, field: str):
     return None
 
 
-def current_metrics(job, points) -> None:
+def current_metrics(job, points, fig=None) -> None:
+    """``fig``: the job's figures (backend/jobs/figures.get_figures), the values every page shows."""
     cm = job.current_metrics or {}
 
     def value(field):
@@ -41,11 +42,18 @@ def current_metrics(job, points) -> None:
 
     train, val, lr, tps = (value(f) for f in ("training_loss", "validation_loss",
                                               "learning_rate", "throughput"))
+    train_label, tps_label = "Training loss", "Throughput (tokens/s)"
+    if fig is not None:
+        tps, tps_label = fig.throughput, "Avg throughput (tokens/s)"
+        if fig.final_training_loss is not None:
+            train, train_label = fig.final_training_loss, "Final training loss"
+        val = fig.final_validation_loss if fig.final_validation_loss is not None else val
     c = st.columns(4)
-    c[0].metric("Training loss", "—" if train is None else f"{train:.4f}")
+    c[0].metric(train_label, "—" if train is None else f"{train:.4f}")
     c[1].metric("Validation loss", "—" if val is None else f"{val:.4f}")
     c[2].metric("Learning rate", "—" if lr is None else f"{lr:.2e}")
-    c[3].metric("Throughput (tokens/s)", "—" if tps is None else f"{tps:,.0f}")
+    c[3].metric(tps_label, "—" if tps is None else f"{tps:,.0f}",
+                help="Tokens processed ÷ training time (first step to end).")
     c = st.columns(4)
     active = job.status in states.JOB_ACTIVE
     c[0].metric("Cost so far" if active else "Final cost", fmt_money(job_cost(job)),
@@ -61,6 +69,10 @@ def current_metrics(job, points) -> None:
             c[2].caption(f"finishes at {when} (in {left})")
         c[3].metric("Running for", fmt_duration_short(elapsed_s(job)) if job.started_at else "—",
                     help=fmt_duration(elapsed_s(job)))
+    elif fig is not None and fig.training_seconds is not None:
+        c[2].metric("Training time", fmt_duration(fig.training_seconds),
+                    help=f"First training step to the end. Total {fmt_duration(fig.total_seconds)} "
+                         "from the job's start, start-up and saving included.")
     else:
         c[2].metric("Duration", fmt_duration(elapsed_s(job)))
         c[3].metric("Ended", job.completed_at.strftime("%H:%M UTC") if job.completed_at else "—")

@@ -42,6 +42,8 @@ def _list_view(actor) -> None:
 
 
 def _detail_view(actor, model_id: str) -> None:
+    from backend.jobs.figures import get_figures
+
     st.button("← All models", key="models_back", on_click=_open, args=(None,))
     try:
         m = models.get_model(actor, model_id)
@@ -62,7 +64,7 @@ def _detail_view(actor, model_id: str) -> None:
             st.markdown("#### Loss curve")
             mw.loss_curve(actor, m)
             st.markdown("#### Training summary")
-            mw.training_summary(m)
+            mw.training_summary(m, get_figures(actor, m.job_id))
             st.markdown("#### Lineage")
             mw.lineage_links(models.lineage(actor, m.id))
             st.markdown("#### Configuration")

@@ -63,6 +63,8 @@ def _choose_job(actor) -> str | None:
 
 
 def _live(actor, job_id: str, polling: bool) -> None:
+    from backend.jobs.figures import get_figures
+
     """The whole job view, re-read from the database on each (fragment) run."""
     if polling:
         maybe_reconcile()
@@ -76,7 +78,7 @@ def _live(actor, job_id: str, polling: bool) -> None:
     header(job)
     with handled():
         points = jobs.job_metrics(actor, job.id, max_points=1000)
-        current_metrics(job, points)
+        current_metrics(job, points, get_figures(actor, job.id))
         outcome(job)
         cancel(actor, job)
         charts(points)

@@ -94,7 +94,7 @@ def cmd_create(args) -> int:
         err_console.print(f"job {job.id} {job.status}; Ray submission {job.external_job_id}")
     if args.wait and job.status not in TERMINAL:
         job = _watch(who, job.id, args.timeout, quiet=args.json)
-    _emit(job, args.json)
+    _emit(job, args.json, who)
     return 0 if job.status in ("completed", "queued", "initializing", "running") else 1
 
 
@@ -126,9 +126,9 @@ def _watch(who, job_id: str, timeout: float, quiet: bool = False):
             time.sleep(1.0)
 
 
-def _emit(job, as_json: bool) -> None:
+def _emit(job, as_json: bool, who=None) -> None:
     if as_json:
-        print_json(job.to_json())
+        print_json(_job_json(job, who))
         return
     console.print(f"[bold]{job.name or job.id}[/bold] ({job.id}) — {job.status}, stage "
                   f"{job.current_stage}, {job.progress:.0f} %, dataset {job.dataset_name}")
@@ -138,6 +138,19 @@ def _emit(job, as_json: bool) -> None:
         console.print(f"  metrics {job.current_metrics}", highlight=False, markup=False)
     if job.error_message:
         console.print(f"  error: {job.error_message}", style="red", highlight=False, markup=False)
+
+
+def _job_json(job, who) -> dict:
+    """The job, plus its plan and actuals under the names `jobs estimate --json` uses and every
+    figure (backend/jobs/figures.py), so the estimate can be held against the run."""
+    out = job.to_json()
+    if who is not None:
+        from backend.jobs.figures import get_figures
+
+        fig = get_figures(who, job.id).to_dict()
+        out["plan"], out["actual"] = fig.pop("plan"), fig.pop("actual")
+        out["figures"] = fig
+    return out
 
 
 def cmd_list(args) -> int:
@@ -157,13 +170,15 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from backend.jobs.service import get_job
 
-    _emit(get_job(actor(args), args.id), args.json)
+    who = actor(args)
+    _emit(get_job(who, args.id), args.json, who)
     return 0
 
 
 def cmd_watch(args) -> int:
-    job = _watch(actor(args), args.id, args.timeout, quiet=args.json)
-    _emit(job, args.json)
+    who = actor(args)
+    job = _watch(who, args.id, args.timeout, quiet=args.json)
+    _emit(job, args.json, who)
     return 0 if job.status == "completed" else 1
 
 

@@ -40,6 +40,8 @@ class DatasetStats:
     length_histogram: list[dict[str, int]] = field(default_factory=list)
     tokenizer: str = NO_TOKENIZER
     lines: int = 0
+    token_counting: str = "text"  # "templated": counted with the chat template, as trained
+    truncation: dict[str, int] | None = None  # templated only: what max_seq_length cuts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

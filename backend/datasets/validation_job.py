@@ -1,32 +1,58 @@
 """Glue between the object store, the tokenizer of the default base model and the pure validator."""
 from __future__ import annotations
 
-import functools
+import contextlib
+import dataclasses
 import logging
 
 from backend.config import get_settings
+from backend.datasets.templated import (EXACT_PLAN_MAX_BYTES, count_stream, load_tokenizer,
+                                       token_statistics, tokenizer_name)
+from backend.errors import InvalidInput
 from backend.storage import get_object_store
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # local files this big are validated by several processes
 
 
-@functools.lru_cache(maxsize=4)
-def load_tokenizer(base_model: str):
-    """The (fast) tokenizer of ``base_model`` resolved locally. Raises InvalidInput when the model is
-    not on this machine."""
-    from transformers import AutoTokenizer
-
-    from backend.training.base_models import resolve_base_model
-
-    path = resolve_base_model(base_model, get_settings().home)
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
-
-
 def validate_object(key: str, *, declared_format: str | None, max_seq_length: int = 2048,
                     base_model: str | None = None):
-    """Validate the object at ``key`` streaming, counting tokens with the base model's tokenizer.
+    """Validate the object at ``key`` streaming, counting tokens with the base model's tokenizer;
+    then, for a valid file up to EXACT_PLAN_MAX_BYTES, replace the token statistics by templated
+    counts (the base model's chat template, as the trainer encodes: :func:`with_templated_tokens`).
     Returns a ``ValidationReport``."""
+    report = _validate(key, declared_format, max_seq_length, base_model)
+    return with_templated_tokens(report, key, base_model or get_settings().default_base_model,
+                                 max_seq_length)
+
+
+def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int):
+    """``report`` with its statistics' token fields counted as the trainer counts them (templated
+    tokens, turn-aware truncation at ``max_seq_length``, see backend/datasets/templated.py). A
+    report with errors, a file too large, or one the template cannot encode keeps the text
+    counts (logged). Raises nothing."""
+    store = get_object_store()
+    if not report.ok or store.size(key) > EXACT_PLAN_MAX_BYTES:
+        return report
+    tokenizer = load_tokenizer(base_model)
+    try:
+        with contextlib.closing(store.open(key)) as fh:
+            tokens = count_stream(fh, tokenizer, max_seq_length,
+                                  tokenizer_name(base_model, tokenizer))
+    except InvalidInput as exc:
+        log.warning("templated token counting skipped for %s: %s", key, exc)
+        return report
+    fields = token_statistics(tokens)
+    stats = report.stats
+    turns = stats.total_turns or 0
+    stats = dataclasses.replace(
+        stats, **{k: v for k, v in fields.items() if hasattr(stats, k)},
+        avg_tokens_per_turn=round(fields["total_tokens"] / turns, 2) if turns else 0.0)
+    return dataclasses.replace(report, stats=stats)
+
+
+def _validate(key: str, declared_format: str | None, max_seq_length: int,
+              base_model: str | None):
     from backend.datasets.validation import tokenizer_counter, validate_stream
 
     model = base_model or get_settings().default_base_model

@@ -12,7 +12,7 @@ from backend.training.catalogs import storage_price_per_gb_month  # noqa: F401 (
 from backend.costs import spend_this_month
 from backend.db.models import Dataset, ModelArtifact, TrainingJob, User
 from backend.db.session import session_scope
-from backend.errors import InvalidInput, NotFound
+from backend.errors import BrightRunError, InvalidInput, NotFound
 from backend.training.estimation import (CalibrationSample, DatasetStatsInput, LengthPercentiles,
                                 budget_check, estimate)
 from backend.schemas import UserInfo
@@ -58,19 +58,48 @@ def model_spec(base_model: str):
 
 
 def calibration_samples(s) -> list[CalibrationSample]:
-    """Measured throughput of finished jobs (from their model's training summary)."""
-    rows = s.execute(select(ModelArtifact.training_summary, TrainingJob.gpu_config)
+    """Measured throughput of finished jobs (from their model's training summary): tokens
+    processed per second of training wall time (first step to end), and the rest of the job's
+    wall time as start-up (``backend/jobs/figures.py`` defines both durations)."""
+    from backend.jobs.figures import durations
+
+    rows = s.execute(select(ModelArtifact.training_summary, TrainingJob.gpu_config,
+                            TrainingJob.started_at, TrainingJob.completed_at)
                      .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
                      .where(TrainingJob.status == "completed")
                      .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
     out = []
-    for summary, gpu in rows:
-        tps, params = (summary or {}).get("avg_throughput"), (summary or {}).get("model_params")
+    for summary, gpu, started, completed in rows:
+        summary = summary or {}
+        params, tokens = summary.get("model_params"), summary.get("total_tokens_processed")
+        training_s, total_s = durations(summary, started, completed)
+        tps = tokens / training_s if tokens and training_s else summary.get("avg_throughput")
         if tps and params:
+            startup = total_s - training_s if total_s and training_s else None
             out.append(CalibrationSample(hardware_id=gpu.get("gpu_type"), model_params=int(params),
                                          workers=int(gpu.get("num_workers") or 1),
-                                         tokens_per_s=float(tps)))
+                                         tokens_per_s=float(tps), startup_s=startup))
     return out
+
+
+def exact_plan(row: Dataset, config: TrainingConfig, workers: int):
+    """(plan, why not): the trainer's plan for ``row`` from its templated token counts (read once
+    per file, base model and max_seq_length per process), or (None, the reason in words) when the
+    file is too large to read here, the base model is not on this machine or the template cannot
+    encode a conversation. Raises InvalidInput (code ``empty_dataset``) when nothing is left to
+    train on."""
+    from backend.datasets.templated import EXACT_PLAN_MAX_BYTES, dataset_tokens
+    from backend.training.plan import plan_for_config
+
+    try:
+        tokens = dataset_tokens(row.storage_path, config.base_model, config.max_seq_length)
+    except (BrightRunError, OSError) as exc:
+        return None, (f"token counts approximated from the dataset statistics: the base model's "
+                      f"tokenizer could not encode the dataset here ({exc})")
+    if tokens is None:
+        return None, (f"token counts approximated from the dataset statistics: the file is larger "
+                      f"than {EXACT_PLAN_MAX_BYTES // 2**20} MB")
+    return plan_for_config(tokens.conversations, tokens.ids, config, workers), None
 
 
 def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfig,
@@ -88,11 +117,15 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
             raise InvalidInput(f"dataset “{row.name}” is {row.status}, not ready for training",
                                code="dataset_not_ready",
                                hint="wait for validation, or fix the errors and upload again")
-        est = estimate(stats_input(row), config, hw, workers, spec, calibration_samples(s))
+        plan, why_not = exact_plan(row, config, workers)
+        est = estimate(stats_input(row), config, hw, workers, spec, calibration_samples(s),
+                       plan=plan)
         user = s.get(User, actor.id)
         spend = spend_this_month(s, actor.id)
         decision = budget_check(spend, est.cost.total, user.monthly_budget if user else None)
     out = est.to_dict()
+    if why_not:
+        out["assumptions"].insert(0, why_not)
     out["hardware"] = {"id": hw.id, "name": hw.name, "is_gpu": hw.kind == "gpu",
                        "memory_gb": hw.memory_gb, "cost_per_gpu_hour": hw.cost_per_gpu_hour}
     out["model_params"] = spec.params

@@ -241,7 +241,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
     final compute cost, storage cost of the adapter, stage/status completed, notification.
     Returns the artifact id. Idempotent: a job already completed returns its artifact id."""
     from backend.db.models import Dataset, ModelArtifact
-    from backend.training.quality import quality_metrics
+    from backend.training.quality import quality_metrics, rating_text
 
     def go() -> str:
         with session_scope() as s:
@@ -271,7 +271,11 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                        "hardware": row.gpu_config.get("gpu_type"), "workers": workers,
                        "model_params": result.get("model_params")
                        or (row.estimate or {}).get("model_params"),
-                       "total_cost": row.current_cost}
+                       "total_cost": row.current_cost,
+                       # the run's plan and training wall time (backend/jobs/figures.py reads them)
+                       "training_seconds": result.get("training_seconds"),
+                       "plan": result.get("dataset") if isinstance(result.get("dataset"), dict)
+                       else None}
             count = s.scalar(select(func.count()).select_from(ModelArtifact).where(
                 ModelArtifact.user_id == row.user_id)) or 0
             s.add(ModelArtifact(
@@ -291,12 +295,12 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                                    "validation_loss": result.get("final_val_loss")}
             s.add(JobLog(job_id=job_id, level="INFO",
                          message=f"completed: adapter stored as model {artifact_id} "
-                                 f"({qm['convergence_quality']} convergence)"))
+                                 f"({rating_text(qm['convergence_quality'])})"))
             notify(s, row.user_id, "job_complete",
                    f"Training job {row.name or row.id[:8]} completed",
                    (f"Final validation loss {qm['final_validation_loss']:.4f}, "
                     if qm["final_validation_loss"] is not None else "No validation split, ")
-                   + f"{qm['convergence_quality']} convergence, cost ${row.current_cost:,.2f}.",
+                   + f"{rating_text(qm['convergence_quality'])}, cost ${row.current_cost:,.2f}.",
                    action_url=f"/models?id={artifact_id}",
                    metadata={"job_id": row.id, "artifact_id": artifact_id})
             return artifact_id

@@ -7,18 +7,25 @@ Rating (documented in docs/training.md):
 - good:      reduction ≥ 0.3 and gap ≤ 0.25
 - fair:      reduction ≥ 0.1 and gap ≤ 0.50
 - poor:      anything else (little learning, or validation far above training)
+- not rated: no validation data (nothing held out, so there is no validation loss and no gap to
+  judge): the rating is ``NOT_RATED`` and the reason is said in words (:func:`rating_text`)
 """
 from __future__ import annotations
 
 import math
 
-RATINGS = ("excellent", "good", "fair", "poor")
+NOT_RATED = "not rated"
+RATINGS = ("excellent", "good", "fair", "poor", NOT_RATED)
+NO_VALIDATION_REASON = "not rated: no validation data"
 
 
 def convergence_rating(first_train_loss: float | None, final_train_loss: float | None,
                        final_val_loss: float | None) -> str:
-    """Rate convergence; missing inputs rate ``poor``."""
-    if not first_train_loss or final_train_loss is None or final_val_loss is None:
+    """Rate convergence; ``not rated`` without a validation loss (nothing was held out); other
+    missing inputs rate ``poor``."""
+    if final_val_loss is None:
+        return NOT_RATED
+    if not first_train_loss or final_train_loss is None:
         return "poor"
     if not all(math.isfinite(x) for x in (first_train_loss, final_train_loss, final_val_loss)):
         return "poor"
@@ -31,6 +38,13 @@ def convergence_rating(first_train_loss: float | None, final_train_loss: float |
     if reduction >= 0.1 and gap <= 0.50:
         return "fair"
     return "poor"
+
+
+def rating_text(rating: str | None) -> str:
+    """The rating in words: 'not rated: no validation data' for an unrated model."""
+    if rating == NOT_RATED or rating is None:
+        return NO_VALIDATION_REASON
+    return f"{rating} convergence"
 
 
 def perplexity(loss: float | None) -> float | None:

@@ -250,8 +250,8 @@ def test_split_caption_of_a_large_file_is_an_approximation(actor, monkeypatch):
     _num(at, "validation_fraction").set_value(0.3).run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     caption = _split_caption(at)
-    assert "about 12 of 40 conversation(s) held out at validation fraction 0.30" in caption.value
-    assert "too large" in caption.help and "Approximately fraction" in caption.help
+    assert "12 of 40 conversation(s) held out at validation fraction 0.30" in caption.value
+    assert "too large" in caption.help and "round(fraction × conversations)" in caption.help
 
 
 def test_memory_bar_is_markdown_not_a_lazy_widget(actor):

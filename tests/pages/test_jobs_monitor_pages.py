@@ -104,7 +104,10 @@ def test_monitor_shows_live_metrics_logs_and_stage(actor):
     assert ":blue[:material/pending: **Training**]" in page  # stage indicator
     m = _metrics(at)
     assert m["Training loss"] == "1.5000" and m["Validation loss"] == "1.6000"
-    assert m["Throughput (tokens/s)"] == "960" and m["Cost so far"].startswith("$")
+    from backend.jobs.figures import get_figures  # the one definition every page shows
+    fig = get_figures(actor, job.id)
+    assert m["Avg throughput (tokens/s)"] == f"{fig.throughput:,.0f}"
+    assert m["Cost so far"].startswith("$")
     assert m["ETA"].startswith(("1 min", "2 min")) and m["Running for"].startswith("3 min")
     assert len(_charts(at)) == 3  # loss, learning rate, throughput
     logs = _log_text(at)
@@ -200,7 +203,7 @@ def test_monitor_completed_job_links_to_its_model(actor, tmp_path):
     assert not at.exception, at.exception
     assert ("Open the trained model", f"id={model_id}") in _links(at, "models")
     assert ":green[:material/check_circle: Completed]" in texts(at)
-    assert "Duration" in _metrics(at) and "Final cost" in _metrics(at)  # not "so far"
+    assert "Training time" in _metrics(at) and "Final cost" in _metrics(at)  # not "so far"
 
 
 def test_monitor_unknown_job_is_an_error(actor):

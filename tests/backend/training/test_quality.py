@@ -14,6 +14,7 @@ from backend.training.quality import convergence_rating, perplexity, quality_met
     (4.0, 0.5, 1.9, "poor"),        # gap 280 %: overfit despite the reduction
     (None, 1.0, 1.0, "poor"),
     (4.0, 1.0, float("nan"), "poor"),
+    (4.0, 1.0, None, "not rated"),  # nothing held out: no validation loss, no rating
 ])
 def test_rating_table(first, train, val, expected):
     assert convergence_rating(first, train, val) == expected
@@ -30,3 +31,12 @@ def test_quality_metrics_shape():
     q = quality_metrics(4.0, 1.5, 1.6, 1.55, 2)
     assert q["convergence_quality"] == "excellent" and q["best_epoch"] == 2
     assert q["perplexity"] == pytest.approx(math.exp(1.6))
+
+
+def test_no_validation_data_is_said_plainly():
+    from backend.training.quality import rating_text
+
+    q = quality_metrics(4.0, 1.5, None, None, None)
+    assert q["convergence_quality"] == "not rated" and q["perplexity"] is None
+    assert rating_text(q["convergence_quality"]) == "not rated: no validation data"
+    assert rating_text("good") == "good convergence"

@@ -19,7 +19,8 @@ metrics and its latest metric point), so two places can never disagree. The defi
 - **losses**: ``training_loss`` — the latest step's loss while running; ``final_training_loss`` —
   the mean over the last epoch once finished; ``final_validation_loss`` and
   ``best_validation_loss`` from the evaluations;
-- **cost**: the final cost once ended, else the cost accrued so far;
+- **cost**: once ended, the final cost — compute plus the adapter's first month of storage, which
+  is the cost ledger's sum for the job (the Costs page) — else the compute accrued so far;
 - **hours**: ``total_seconds × workers / 3600``, called GPU-hours on GPU hardware and
   worker-hours on CPU hardware (``hours_label``).
 """

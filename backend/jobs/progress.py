@@ -185,8 +185,10 @@ def update_progress(job_id: str, *, epoch: int, step: int, total_steps: int | No
     with_retry(go, "progress")
 
 
-def _accrue_compute(s, row: TrainingJob) -> None:
-    """Record compute cost (elapsed × workers × rate) not yet recorded for this job."""
+def _accrue_compute(s, row: TrainingJob, final: bool = False) -> None:
+    """Record compute cost (elapsed × workers × rate) not yet recorded for this job: in steps of at
+    least half a cent while it runs, all of it when ``final`` (so the ledger's sum for the job is
+    the job's final cost, backend/jobs/figures.py)."""
     if row.started_at is None:
         return
     started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=timezone.utc)
@@ -197,7 +199,7 @@ def _accrue_compute(s, row: TrainingJob) -> None:
     recorded = float(s.scalar(select(func.coalesce(func.sum(CostRecord.amount), 0.0)).where(
         CostRecord.job_id == row.id, CostRecord.cost_type == "compute")) or 0.0)
     delta = total - recorded
-    if delta >= 0.005:
+    if delta >= (1e-9 if final else 0.005):
         add_cost(s, row.user_id, "compute", round(delta, 6), job_id=row.id,
                  details={"gpu_hours": hours * workers, "unit_cost": rate,
                           "gpu_type": row.gpu_config.get("gpu_type"), "workers": workers})
@@ -224,7 +226,7 @@ def fail_job(job_id: str, message: str, stack: str | None = None) -> bool:
             row = _job(s, job_id)
             if row.status in states.JOB_TERMINAL:
                 return False
-            _accrue_compute(s, row)
+            _accrue_compute(s, row, final=True)
             _to(s, row, "failed")
             row.error_message, row.error_stack = message[:10000], (stack or "")[:50000] or None
             row.completed_at, row.final_cost = utcnow(), row.current_cost
@@ -250,7 +252,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                 return row.artifact_id
             if row.status in states.JOB_TERMINAL:
                 raise states.InvalidTransition(f"job {job_id} already {row.status}")
-            _accrue_compute(s, row)
+            _accrue_compute(s, row, final=True)
             if row.current_stage != "saving":
                 _to(s, row, None, "saving")
             dataset = s.get(Dataset, row.dataset_id)
@@ -287,7 +289,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                                "gpu_config": row.gpu_config,
                                "dataset_name": dataset.name if dataset else None},
                 artifacts=artifacts, parent_model_id=row.parent_model_id))
-            _storage_cost(s, row, artifacts)
+            row.current_cost = float(row.current_cost or 0.0) + _storage_cost(s, row, artifacts)
             _to(s, row, "completed", "completed")
             row.progress, row.artifact_id = 100.0, artifact_id
             row.completed_at, row.final_cost = utcnow(), row.current_cost
@@ -307,7 +309,8 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
     return with_retry(go, "completion")
 
 
-def _storage_cost(s, row: TrainingJob, artifacts: dict) -> None:
+def _storage_cost(s, row: TrainingJob, artifacts: dict) -> float:
+    """Record the adapter's first month of storage; returns the amount."""
     try:
         from backend.jobs.estimates import storage_price_per_gb_month
         price = storage_price_per_gb_month()
@@ -317,3 +320,4 @@ def _storage_cost(s, row: TrainingJob, artifacts: dict) -> None:
     gb = size / 1e9
     add_cost(s, row.user_id, "storage", gb * price, job_id=row.id,
              details={"storage_gb": gb, "unit_cost": price, "description": "adapter, first month"})
+    return gb * price if gb * price > 0 else 0.0

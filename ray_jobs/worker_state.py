@@ -21,7 +21,7 @@ class TrainConfig(TrainingConfig):
     lr_scheduler: Literal["linear", "cosine"] = Field(
         "linear", description="Learning-rate decay after warmup, down to 0 at the last step.")
     validation_seed: int = Field(
-        0, ge=0, description="Seed of the held-out split (formats.is_validation); 0 matches the "
+        0, ge=0, description="Seed of the held-out split (plan.held_out_indices); 0 matches the "
                              "split the dataset statistics report.")
 
 

@@ -8,9 +8,7 @@ Nothing here does I/O except reading the file object handed to :func:`iter_conve
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import orjson
@@ -90,45 +88,6 @@ def detect_format(obj: dict) -> str | None:
         if key in obj:
             return fmt
     return None
-
-
-def _split_threshold(fraction: float) -> bytes:
-    return min(int(fraction * 2.0**64), 2**64 - 1).to_bytes(8, "big")
-
-
-def is_validation(conversation_id: str, fraction: float = 0.1, seed: int = 0) -> bool:
-    """Whether a conversation belongs to the held-out validation split.
-
-    Deterministic across processes and machines: the first 8 bytes of BLAKE2b(f"{seed}:{id}") read
-    as a number below ``fraction`` × 2⁶⁴, so the validator's counts and the trainer's split agree.
-    Raises InvalidInput when ``fraction`` is not in [0, 1].
-    """
-    if not 0.0 <= fraction <= 1.0:
-        raise InvalidInput(f"validation fraction {fraction} is not between 0 and 1")
-    if fraction >= 1.0 or fraction <= 0.0:
-        return fraction >= 1.0
-    digest = hashlib.blake2b(f"{seed}:{conversation_id}".encode()).digest()
-    return digest[:8] < _split_threshold(fraction)
-
-
-def held_out_pairs(conversation_ids: list[str], n_assistant: list[int], fraction: float = 0.1,
-                   seed: int = 0) -> int:
-    """Sum of ``n_assistant`` over the conversations :func:`is_validation` holds out (the same
-    split, computed in bulk without a Python call per id). Raises InvalidInput like it."""
-    if not 0.0 <= fraction <= 1.0:
-        raise InvalidInput(f"validation fraction {fraction} is not between 0 and 1")
-    if fraction >= 1.0 or fraction <= 0.0:
-        return sum(n_assistant) if fraction >= 1.0 else 0
-    below = _split_threshold(fraction).__gt__  # 64-byte digest vs 8-byte bound: compares 8 bytes
-    # BLAKE2b of f"{seed}:{id}": the state after the prefix, copied, then the id (cheaper than
-    # a new hash object with its parameters for every id).
-    prefix = hashlib.blake2b(f"{seed}:".encode())
-    digests = []
-    for cid in conversation_ids:
-        h = prefix.copy()
-        h.update(cid.encode())
-        digests.append(h.digest())
-    return sum(compress(n_assistant, map(below, digests)))
 
 
 # ----- rules on roles, binary sniffing -------------------------------------------------------

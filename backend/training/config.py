@@ -128,9 +128,10 @@ class TrainingConfig(BaseModel):
                     "end). Empty/none: at the end of every epoch. Checkpoints cost storage.")
     validation_fraction: float = Field(
         0.1, ge=0, le=0.5,
-        description="Fraction of conversations held out to measure validation loss (chosen by a "
-                    "hash of each conversation: the split the dataset statistics show); 0 disables "
-                    "validation and evaluation.")
+        description="Fraction of conversations held out to measure validation loss: exactly "
+                    "round(fraction × conversations), at least 1 of 2 or more, chosen by a hash of "
+                    "each conversation id (the split the dataset statistics show); 0 disables "
+                    "validation, evaluation and the quality rating.")
 
     @field_validator("target_modules")
     @classmethod

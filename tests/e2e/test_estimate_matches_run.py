@@ -47,8 +47,8 @@ CASES = [  # (conversations, preset, workers, overrides)
     (40, "conservative", 1, ["num_epochs=1", "batch_size=4", "max_seq_length=512"]),
     (12, "balanced", 2, ["num_epochs=2", "batch_size=2", "gradient_accumulation_steps=2",
                          "max_seq_length=512"]),
-    (9, "aggressive", 1, ["num_epochs=1", "batch_size=3", "max_seq_length=64",
-                          "validation_fraction=0.2"]),
+    (9, "aggressive", 1, ["num_epochs=1", "batch_size=3", "max_seq_length=80",
+                          "validation_fraction=0.2"]),  # 80 tokens: some cut, some left out
     (1, "conservative", 1, ["num_epochs=1", "batch_size=1", "max_seq_length=512"]),
 ]
 
@@ -60,6 +60,7 @@ def test_estimate_equals_run_and_every_path_shows_the_same_figures(
     rc, ds = _run(capsys, "datasets", "upload", data, "--name", f"orders {n}", "--wait",
                   "--timeout", "300", "--json")
     assert rc == 0 and ds["status"] == "ready", ds
+    assert ds["statistics"]["token_counting"] == "templated"  # the trainer's tokens, not raw text
     sets = [arg for o in overrides for arg in ("--set", o)] + FAST
     common = ["--dataset", ds["id"], "--preset", preset, "--workers", str(workers), *sets]
     rc, est = _run(capsys, "jobs", "estimate", *common, "--json")
@@ -78,6 +79,8 @@ def test_estimate_equals_run_and_every_path_shows_the_same_figures(
     held = 0 if n == 1 else max(1, round(0.2 * n if "validation_fraction=0.2" in overrides
                                          else 0.1 * n))
     assert est["validation_conversations"] + est["left_out"] >= held
+    if "max_seq_length=80" in overrides:
+        assert est["truncated"] > 0 and est["left_out"] > 0 and est["trained_tokens_cut"] > 0
 
     # every code path reads the same value
     me = ensure_local_user()

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from backend.errors import InvalidInput
+from backend.training.plan import held_out_indices
 from backend.datasets.formats import (ALPACA, FORMAT_LABELS, FORMATS, OPENAI, SHAREGPT, V3, V4, Conversation,
-                             detect_format, extract, held_out_pairs, is_validation,
+                             detect_format, extract,
                              iter_conversations, normalise)
 from tests.fixtures.paths import REPO, SAMPLE_DATA
 
@@ -174,44 +175,12 @@ def test_iter_conversations_refuses_text_mode():
         list(iter_conversations(io.StringIO('{"turns": []}\n')))  # type: ignore[arg-type]
 
 
-# ----- held-out split ----------------------------------------------------------------------------
-IDS = [f"conv-{i:05d}" for i in range(5000)]
-
-
-def test_split_is_deterministic_and_about_the_fraction():
-    first = [is_validation(i) for i in IDS]
-    assert first == [is_validation(i) for i in IDS]
-    assert 0.08 < sum(first) / len(IDS) < 0.12
-    assert 0.45 < sum(is_validation(i, 0.5) for i in IDS) / len(IDS) < 0.55
-
-
-@pytest.mark.parametrize("fraction,expected", [(0.0, 0), (1.0, 5000)])
-def test_split_edges(fraction, expected):
-    assert sum(is_validation(i, fraction) for i in IDS) == expected
-    assert held_out_pairs(IDS, [1] * len(IDS), fraction) == expected
-
-
-@pytest.mark.parametrize("fraction,seed", [(0.1, 0), (0.25, 0), (0.1, 42)])
-def test_bulk_split_matches_is_validation(fraction, seed):
-    weights = [i % 4 for i in range(len(IDS))]
-    expected = sum(w for i, w in zip(IDS, weights) if is_validation(i, fraction, seed))
-    assert held_out_pairs(IDS, weights, fraction, seed) == expected
-
-
-def test_seed_changes_the_split():
-    assert [is_validation(i, 0.5, 0) for i in IDS] != [is_validation(i, 0.5, 1) for i in IDS]
-
-
+# ----- held-out split: exact, in backend/training/plan.py (tests/backend/training/test_plan.py) --
 def test_split_is_stable_across_processes():
     """hash() is salted per process; the split must not be."""
-    code = ("from backend.datasets.formats import is_validation;"
-            "print(''.join('1' if is_validation(f'conv-{i:05d}') else '0' for i in range(500)))")
+    code = ("from backend.training.plan import held_out_indices;"
+            "print(sorted(held_out_indices([f'conv-{i:05d}' for i in range(500)], 0.1)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
-    assert out.stdout.strip() == "".join("1" if is_validation(i) else "0" for i in IDS[:500])
-
-
-@pytest.mark.parametrize("fraction", [-0.1, 1.5])
-def test_split_rejects_bad_fraction(fraction):
-    with pytest.raises(InvalidInput):
-        is_validation("x", fraction)
+    ids = [f"conv-{i:05d}" for i in range(500)]
+    assert out.stdout.strip() == str(sorted(held_out_indices(ids, 0.1)))

@@ -57,6 +57,13 @@ def _statistics(d) -> None:
     for col, key in zip(c[2:], ("p10", "p50", "p90", "max")):
         col.metric(f"Length {key}", fmt_int(pct.get(key)), help="Tokens per conversation.")
     st.caption(f"Tokens counted with {literal(d.tokenizer_name or stats.get('tokenizer') or '—')}.")
+    cut = stats.get("truncation")
+    if cut:
+        st.caption(f"At max sequence length {fmt_int(cut.get('max_seq_length'))}: "
+                   f"{fmt_int(cut.get('truncated'))} conversation(s) shortened to their last whole "
+                   f"assistant turn, {fmt_int(cut.get('left_out'))} left out (no assistant turn "
+                   f"fits); {fmt_int(cut.get('trained_tokens_cut'))} trained tokens cut. Configure "
+                   "shows the same for the length you choose.")
     chart = charts.length_histogram(stats.get("length_histogram") or [], pct)
     if chart is not None:
         st.markdown("#### Length distribution")

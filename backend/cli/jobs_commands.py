@@ -62,12 +62,14 @@ def cmd_estimate(args) -> int:
         return 0
     c, v = est["cost"], est["vram"]
     console.print(f"[bold]{args.workers} × {est['hardware']['name']}[/bold], preset {args.preset}"
-                  f", {config.num_epochs} epoch(s), {est['total_steps']} steps")
+                  f", {config.num_epochs} epoch(s), {est['total_steps']} steps, "
+                  f"{est['validation_conversations']} conversation(s) held out")
     console.print(f"  tokens to train {est['tokens_to_train']:,} (+{est['eval_tokens']:,} eval) at "
                   f"{est['throughput_tokens_per_s']:,.0f} tok/s"
                   + (f" (calibrated from {est['calibrated_from']} jobs)"
                      if est["calibrated_from"] else ""))
-    console.print(f"  duration {est['duration_s'] / 60:,.1f} min · {est['gpu_hours']:.3f} GPU-h · "
+    hours = "GPU-h" if est["hardware"]["is_gpu"] else "worker-h"
+    console.print(f"  duration {est['duration_s'] / 60:,.1f} min · {est['gpu_hours']:.3f} {hours} · "
                   f"cost {money(c['total'])} (compute {money(c['compute'])}, storage "
                   f"{money(c['storage'])}, transfer {money(c['data_transfer'])})")
     console.print(f"  memory {v['total_gb']:.1f} GB of {v['available_gb']:g} GB per worker: "

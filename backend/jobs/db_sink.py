@@ -98,6 +98,13 @@ class DbSink:
         }
         self.flush_logs()
         jp.complete_job(self.job_id, artifact_id=artifact_id, artifacts=artifacts, result=result)
+        from backend.jobs.figures import write_adapter_readme
+
+        try:
+            write_adapter_readme(self.job_id)  # the README shows the figures every page shows
+        except Exception as exc:  # noqa: BLE001 - the model is stored; its README is a courtesy
+            self.log("warning", f"the adapter's README could not be written: {exc}")
+            self.flush_logs()
 
     def failed(self, message: str, stack: str) -> None:
         try:

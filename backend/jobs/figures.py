@@ -171,15 +171,25 @@ def job_figures(job: Any, summary: dict | None = None, quality: dict | None = No
 # ----- the service: one job's figures from the database ------------------------------------------
 def get_figures(actor: Any, job_id: str, now: datetime | None = None) -> JobFigures:
     """The figures of one job the actor may see. Raises NotFound."""
+    return _load(job_id, actor, now)
+
+
+def _load(job_id: str, actor: Any = None, now: datetime | None = None) -> JobFigures:
+    """The figures of a job; with ``actor``, only a job the actor may see (None: service-internal,
+    the Ray job writing its own adapter's README). Raises NotFound."""
     from sqlalchemy import select
 
     from backend.access import check_owner
     from backend.db.models import JobLog, MetricsPoint, ModelArtifact, TrainingJob
     from backend.db.session import session_scope
+    from backend.errors import NotFound
 
     with session_scope() as s:
         row = s.get(TrainingJob, job_id)
-        check_owner(actor, row, "Job", job_id)
+        if actor is not None:
+            check_owner(actor, row, "Job", job_id)
+        elif row is None:
+            raise NotFound(f"Job {job_id} not found", code="job_not_found")
         artifact = s.get(ModelArtifact, row.artifact_id) if row.artifact_id else None
         summary = dict(artifact.training_summary or {}) if artifact else {}
         quality = dict(artifact.quality_metrics or {}) if artifact else {}
@@ -194,3 +204,51 @@ def get_figures(actor: Any, job_id: str, now: datetime | None = None) -> JobFigu
                 if isinstance(meta, dict) and "validation_conversations" in meta:
                     trainer_plan = meta
         return job_figures(row, summary, quality, latest, first, trainer_plan, now)
+
+
+def adapter_readme(fig: JobFigures, name: str, base_model: str) -> str:
+    """The adapter's README.md (markdown): what it is and the job's figures, as every page shows
+    them. Raises nothing."""
+    def num(value, fmt="{:,}"):
+        return "—" if value is None else fmt.format(value)
+
+    from backend.training.quality import rating_text
+
+    return "\n".join([
+        f"# {name}", "",
+        f"A LoRA adapter for `{base_model}`, trained with BrightRun LoRA Studio.", "",
+        "| figure | value |", "|---|---|",
+        f"| optimizer steps | {num(fig.steps_done)} of {num(fig.steps_planned)} planned |",
+        f"| epochs | {num(fig.epochs_planned)} |",
+        f"| conversations trained on / held out | {num(fig.train_conversations)} / "
+        f"{num(fig.validation_conversations)} |",
+        f"| tokens processed (chat template applied) | {num(fig.tokens_processed)} |",
+        f"| training time (first step to end) | {num(fig.training_seconds, '{:,.1f} s')} |",
+        f"| total time (start-up and saving included) | {num(fig.total_seconds, '{:,.1f} s')} |",
+        f"| average throughput | {num(fig.throughput, '{:,.0f} tokens/s')} |",
+        f"| final training loss (last epoch) | {num(fig.final_training_loss, '{:.4f}')} |",
+        f"| final / best validation loss | {num(fig.final_validation_loss, '{:.4f}')} / "
+        f"{num(fig.best_validation_loss, '{:.4f}')} |",
+        f"| quality | {rating_text(fig.convergence)} |",
+        f"| hardware | {fig.workers} × {fig.hardware} |",
+        f"| {fig.hours_label} | {num(fig.hours, '{:,.4f}')} |",
+        f"| cost | ${fig.cost:,.4f} |", ""])
+
+
+def write_adapter_readme(job_id: str) -> int:
+    """Replace the stored adapter's README.md (PEFT's blank model card) by :func:`adapter_readme`
+    once the job completed; returns the bytes written (0 without a model). Service-internal (the
+    Ray job that trained it). Raises NotFound."""
+    from backend.db.models import ModelArtifact, TrainingJob
+    from backend.db.session import session_scope
+    from backend.storage import get_object_store
+
+    fig = _load(job_id)
+    with session_scope() as s:
+        row = s.get(TrainingJob, job_id)
+        artifact = s.get(ModelArtifact, row.artifact_id) if row.artifact_id else None
+        if artifact is None:
+            return 0
+        prefix = (artifact.artifacts or {}).get("prefix") or f"models/{artifact.id}/"
+        text = adapter_readme(fig, artifact.name, artifact.base_model)
+    return get_object_store().put_bytes(prefix + "README.md", text.encode())

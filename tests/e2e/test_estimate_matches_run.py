@@ -102,6 +102,11 @@ def test_estimate_equals_run_and_every_path_shows_the_same_figures(
     assert fig.throughput == pytest.approx(fig.tokens_processed / fig.training_seconds)
     assert fig.final_training_loss == quality["final_training_loss"]
     assert fig.hours_label == "worker-hours" and "gpu_config" not in fig.hours_label
+    from backend.storage import get_object_store  # the adapter's README says the same
+    readme = get_object_store().get_bytes(f"models/{model.id}/README.md").decode()
+    assert f"| tokens processed (chat template applied) | {fig.tokens_processed:,} |" in readme
+    assert f"{fig.steps_done:,} of {fig.steps_planned:,} planned" in readme
+    assert f"| worker-hours | {fig.hours:,.4f} |" in readme
     with session_scope() as s:  # the trainer's own log says the same plan
         metas = [m for m in s.query(JobLog.metadata_).filter(JobLog.job_id == job["id"]).all()
                  if m[0] and "validation_conversations" in m[0]]

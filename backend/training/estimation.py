@@ -309,16 +309,21 @@ def _check_workers(hardware: HardwareEntry, workers: int) -> None:
                            f"got {workers!r}")
 
 
-def startup_seconds(hardware: HardwareEntry, calibration: list[CalibrationSample] | None
-                    ) -> tuple[float, list[str]]:
+def startup_seconds(hardware: HardwareEntry, calibration: list[CalibrationSample] | None,
+                    workers: int = 1) -> tuple[float, list[str]]:
     """Seconds a job spends outside training (start-up, loading, saving): the median of finished
-    jobs on this hardware that recorded it, else the catalog's figure. Raises nothing."""
-    measured = [s.startup_s for s in calibration or []
+    jobs on this hardware that recorded it — those started the same way (one worker trains in the
+    job's driver, more start a worker group) when there are any — else the catalog's figure.
+    Raises nothing."""
+    measured = [s for s in calibration or []
                 if s.hardware_id == hardware.id and s.startup_s is not None and s.startup_s >= 0]
-    if measured:
-        median = statistics.median(measured)
-        return median, [f"start-up and saving {median:,.0f} s: median of {len(measured)} finished "
-                        f"job(s) on {hardware.id}"]
+    alike = [s for s in measured if (s.workers > 1) == (workers > 1)]
+    if alike or measured:
+        used = alike or measured
+        median = statistics.median(s.startup_s for s in used)
+        how = ("with a worker group" if workers > 1 else "with one worker") if alike else "all"
+        return median, [f"start-up and saving {median:,.0f} s: median of {len(used)} finished "
+                        f"job(s) on {hardware.id} ({how})"]
     return float(hardware.startup_overhead_s), [
         f"fixed startup of {hardware.startup_overhead_s:g} s (workers start, model loads)"]
 
@@ -344,7 +349,7 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
     tps, calibrated_from, assumptions = throughput(hardware, model, workers, calibration)
     train_s = plan.tokens_to_train / tps
     eval_s = plan.eval_tokens / (tps * EVAL_SPEEDUP)
-    startup_s, startup_notes = startup_seconds(hardware, calibration)
+    startup_s, startup_notes = startup_seconds(hardware, calibration, workers)
     duration_s = train_s + eval_s + startup_s
     lora_params, module_notes = lora_parameter_count(model, config.target_modules, config.lora_rank)
     tensors = 2 * model.num_layers * len(list(ALL_LINEAR) if "all-linear" in config.target_modules

@@ -352,3 +352,17 @@ def test_worked_example_in_the_doc_is_current():
     assert not missing, f"update the worked example in docs/estimation.md: {missing}"
     assert est.vram.fits and math.isclose(est.kept_fraction, 1.0)
     assert re.search(r"fits: \*\*yes\*\*", text)
+
+
+def test_startup_is_calibrated_from_jobs_started_the_same_way():
+    from backend.training.estimation import CalibrationSample, startup_seconds
+
+    hw = get_hardware("cpu-local")
+    samples = [CalibrationSample("cpu-local", 10**6, 1, 1000.0, startup_s=5.0),
+               CalibrationSample("cpu-local", 10**6, 1, 1000.0, startup_s=7.0),
+               CalibrationSample("cpu-local", 10**6, 2, 1000.0, startup_s=30.0),
+               CalibrationSample("A100-80GB", 10**6, 2, 1000.0, startup_s=99.0)]
+    assert startup_seconds(hw, samples, 1)[0] == 6.0
+    assert startup_seconds(hw, samples, 2)[0] == 30.0
+    assert startup_seconds(hw, samples[:2], 2)[0] == 6.0  # none alike: every job on this hardware
+    assert startup_seconds(hw, [], 1)[0] == hw.startup_overhead_s

@@ -69,8 +69,10 @@ def _names_from_meta_model(model_dir: str) -> frozenset[str] | None:
             model = AutoModelForCausalLM.from_config(config)
     except Exception:  # noqa: BLE001 - an architecture we cannot build: leave it to the trainer
         return None
+    from transformers.pytorch_utils import Conv1D  # GPT-2 style projections; PEFT targets them
+
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")}
+             if isinstance(module, (torch.nn.Linear, Conv1D)) and not name.endswith("lm_head")}
     return frozenset(names) or None
 
 

@@ -122,10 +122,11 @@ class Settings(BaseModel):
         return rows
 
 
-# query parameters / key=value pairs whose value is a secret (also libpq's sslpassword, S3's
-# X-Amz-Credential is not one: it is an access key id, not a secret)
-_SECRET_PARAM = re.compile(r"(?i)\b([\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|"
-                           r"access[_-]?key|private[_-]?key|signature))=([^&;\s'\"]*)")
+# query parameters / key=value pairs whose value is a secret: the name contains one of these words
+# (password, sslpassword, secret_key, X-Amz-Signature, auth_token, ...) or is exactly "key"
+_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "api-key",
+                 "access_key", "private_key", "signature", "credentials")
+_PARAM = re.compile(r"(?<![\w.-])([\w.-]+)=([^&;\s'\"]*)")
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"<>]*)")
 
 
@@ -145,7 +146,13 @@ def mask_secrets(text: str) -> str:
         return m.group(1) + rest
 
     text = _URL.sub(url, str(text))
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=****" if m.group(2) else m.group(0), text)
+    def param(m: re.Match) -> str:
+        name = m.group(1).lower()
+        if m.group(2) and (name == "key" or any(w in name for w in _SECRET_WORDS)):
+            return f"{m.group(1)}=****"
+        return m.group(0)
+
+    return _PARAM.sub(param, text)
 
 
 def _parse_bool(var: str, raw: str) -> bool:

@@ -123,9 +123,10 @@ class Settings(BaseModel):
 
 
 # query parameters / key=value pairs whose value is a secret: the name contains one of these words
-# (password, sslpassword, secret_key, X-Amz-Signature, auth_token, ...) or is exactly "key"
-_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "api-key",
-                 "access_key", "private_key", "signature", "credentials")
+# (password, sslpassword, secret_key, X-Amz-Signature, ...) or one of its parts (split at _ . -)
+# is one of _SECRET_PARTS (auth_token, api-key, key; but not max_tokens)
+_SECRET_WORDS = ("password", "passwd", "secret", "signature", "credential")
+_SECRET_PARTS = {"pwd", "token", "key", "apikey", "sig"}
 _PARAM = re.compile(r"(?<![\w.-])([\w.-]+)=([^&;\s'\"]*)")
 _URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"<>]*)")
 
@@ -148,7 +149,8 @@ def mask_secrets(text: str) -> str:
     text = _URL.sub(url, str(text))
     def param(m: re.Match) -> str:
         name = m.group(1).lower()
-        if m.group(2) and (name == "key" or any(w in name for w in _SECRET_WORDS)):
+        if m.group(2) and (any(w in name for w in _SECRET_WORDS)
+                           or _SECRET_PARTS.intersection(re.split(r"[_.-]", name))):
             return f"{m.group(1)}=****"
         return m.group(0)
 

@@ -86,6 +86,8 @@ def test_cli_config_prints_masked(tmp_path):
     ("postgresql://h/db?PASSWORD=pw-5", "pw-5"),
     ("s3://b?secret_key=pw-6&region=x", "pw-6"),
     ("http://h/?token=pw-7", "pw-7"),
+    ("http://h/?auth_token=pw-11&api-key=pw-12", "pw-1"),
+    ("https://h/o?X-Amz-Signature=pw-13", "pw-13"),
     ("error: 'postgres://:pw-8@h' refused", "pw-8"),
     ("postgresql://u:p@ss-9@h/db", "ss-9"),
     ("host=h user=u password=pw-10 dbname=x", "pw-10"),
@@ -98,7 +100,8 @@ def test_mask_secrets_every_url_shape(text, secret):
 
 
 @pytest.mark.parametrize("text", ["sqlite:////tmp/x.db", "file:///tmp/objects", "s3://bucket",
-                                  "http://minio:9000", "postgresql://u@h/db?sslmode=require"])
+                                  "http://minio:9000", "postgresql://u@h/db?sslmode=require",
+                                  "max_tokens=512 batch_size=8", "tokenizer_name=x"])
 def test_mask_secrets_leaves_the_rest(text):
     from backend.config import mask_secrets
 

@@ -13,6 +13,7 @@ from backend.db.session import session_scope
 from backend.errors import AccessDenied, AuthError, Conflict, InvalidInput, NotFound
 from backend.login_throttle import LoginThrottle
 from backend.schemas import UserInfo
+from backend.text_checks import check_text
 
 ROLES = ("user", "admin", "billing_admin")
 LOCAL_EMAIL = "local@brightrun.local"
@@ -48,6 +49,7 @@ def create_user(email: str, name: str, password: str, role: str = "user",
         raise InvalidInput("password must have at least 8 characters")
     if not 1 <= len(name.strip()) <= 100:
         raise InvalidInput("name must have 1 to 100 characters")
+    check_text(name, "name")
     _check_budget(monthly_budget)
     with session_scope() as s:
         if s.scalar(select(User).where(User.email == email)) is not None:

@@ -78,3 +78,10 @@ def test_rename_job_and_model_refuse_control_characters(db, tmp_path):
     from backend.adapters import get_model
 
     assert get_model(me, model_id).name != "renamed"  # nothing half written
+
+
+def test_user_name_refuses_control_characters(db):
+    from backend.users import create_user
+
+    with pytest.raises(InvalidInput, match="name contains control characters"):
+        create_user("esc@x.io", "Eve\x1b]8;;http://x\x07", "password-123")

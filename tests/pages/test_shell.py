@@ -138,3 +138,14 @@ def test_password_mode_login_throttled_message(password_env):
     assert [e.value for e in at.error] == [
         literal("too many failed sign-ins for this e-mail; try again in 5 min")]
     assert "auth_user_id" not in at.session_state
+
+
+def test_error_boxes_mask_secrets_and_escape_markup():
+    from app.widgets import error_text
+    from backend.errors import BrightRunError
+
+    exc = BrightRunError("cannot reach postgresql://app:hunter2@db:5432/x?password=s3cret **now**",
+                         hint="check token=abc123")
+    text = error_text(exc)
+    assert "hunter2" not in text and "s3cret" not in text and "abc123" not in text
+    assert "\\*\\*now\\*\\*" in text

@@ -91,7 +91,7 @@ def run_one(user, ds, workers: int, overrides: list[str], timeout_s: float) -> d
     config = estimates.build_config("balanced", overrides=overrides)
     est = estimates.estimate_for_dataset(user, ds.id, config, "cpu-local", workers)
     original = estimates.calibration_samples
-    estimates.calibration_samples = lambda s: []  # the baseline: catalog figures only
+    estimates.calibration_samples = lambda s, user_id: []  # the baseline: catalog figures only
     try:
         base = estimates.estimate_for_dataset(user, ds.id, config, "cpu-local", workers)
     finally:

@@ -268,13 +268,17 @@ def test_line_too_long_across_read_blocks(tmp_path, monkeypatch):
     assert report.stats.conversations == 305
 
 
-def test_bulk_split_of_non_ascii_ids_matches_is_validation():
-    """held_out_pairs hashes a copy of the seed prefix's state, then the id: the same BLAKE2b."""
-    from backend.datasets.formats import held_out_pairs, is_validation
+def test_split_of_non_ascii_ids_is_the_same_in_the_statistics_and_the_plan():
+    """The statistics keep each id's split key (the prefix state copied, then the id): the same
+    BLAKE2b as backend.training.plan.held_out_indices."""
+    from backend.datasets.stats import StatsAccumulator
+    from backend.training.plan import held_out_indices
 
     rng = random.Random(3)
     ids = ["".join(rng.choice("abé€😀 -_09") for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     weights = [rng.randint(0, 4) for _ in ids]
     for fraction, seed in ((0.1, 0), (0.5, 7), (0.9, 123)):
-        expected = sum(w for i, w in zip(ids, weights) if is_validation(i, fraction, seed))
-        assert held_out_pairs(ids, weights, fraction, seed) == expected
+        acc = StatsAccumulator(None, fraction, seed)
+        acc.add_split(ids, weights)
+        held = held_out_indices(ids, fraction, seed)
+        assert acc.held_out() == (len(held), sum(weights[i] for i in held))

@@ -13,7 +13,8 @@ from backend.costs import spend_this_month
 from backend.db.models import Dataset, ModelArtifact, TrainingJob, User
 from backend.db.session import session_scope
 from backend.errors import BrightRunError, InvalidInput, NotFound
-from backend.training.estimation import (CalibrationSample, DatasetStatsInput, LengthPercentiles,
+from backend.training.estimation import (EVAL_SPEEDUP, CalibrationSample, DatasetStatsInput,
+                                         LengthPercentiles,
                                 budget_check, estimate)
 from backend.schemas import UserInfo
 from backend.training.catalogs import from_preset
@@ -78,9 +79,14 @@ def calibration_samples(s, user_id: str) -> list[CalibrationSample]:
         tps = tokens / training_s if tokens and training_s else summary.get("avg_throughput")
         if tps and params:
             startup = total_s - training_s if total_s and training_s else None
+            plan = summary.get("plan") or {}
+            evaluated = (plan.get("eval_tokens") or 0) / EVAL_SPEEDUP
             out.append(CalibrationSample(hardware_id=gpu.get("gpu_type"), model_params=int(params),
                                          workers=int(gpu.get("num_workers") or 1),
-                                         tokens_per_s=float(tps), startup_s=startup))
+                                         tokens_per_s=float(tps), startup_s=startup,
+                                         tokens=round(tokens + evaluated) if tokens else None,
+                                         steps=summary.get("total_steps"),
+                                         training_s=training_s))
     return out
 
 

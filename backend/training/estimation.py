@@ -7,7 +7,6 @@ made, in words.
 """
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -16,13 +15,14 @@ from typing import Any
 from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec
 from backend.errors import InvalidInput
 from backend.training.config import TrainingConfig
+from backend.training.calibration import (SIMILAR_SIZE_FACTOR, CalibrationSample,  # noqa: F401
+                                          scaling_factor, startup_seconds, step_overhead)
 from backend.training.plan import TrainPlan, approximate_plan
 
 GIB = 2**30
 ACTIVATION_K_PER_DTYPE_BYTE = 17  # k = 17 x dtype bytes: 34 bytes/(token x hidden x layer) in bf16
 LOGIT_BYTES = 4                   # logits are upcast to fp32 for the loss
 EVAL_SPEEDUP = 3.0                # forward only ~ 1/3 of the forward+backward cost
-SIMILAR_SIZE_FACTOR = 2.0         # calibration uses jobs on models within 2x of this size
 STORAGE_MONTHS = 1.0              # storage is priced for one month of keeping the outputs
 FILE_BYTES_PER_TOKEN = 5.0        # JSONL bytes per token when the file size is unknown
 ADAPTER_BYTES_PER_PARAM = 4       # PEFT keeps (and saves) LoRA weights in fp32, also on a bf16 base
@@ -70,17 +70,6 @@ class DatasetStatsInput:
         if not 0 <= p.p10 <= p.p50 <= p.p90 <= p.max:
             raise InvalidInput(f"length percentiles must satisfy 0 <= p10 <= p50 <= p90 <= max; got "
                                f"{p.p10}, {p.p50}, {p.p90}, {p.max}")
-
-
-@dataclass(frozen=True)
-class CalibrationSample:
-    """Measured throughput of one finished job (all workers together)."""
-
-    hardware_id: str
-    model_params: int
-    workers: int
-    tokens_per_s: float
-    startup_s: float | None = None  # job wall time not spent training (start-up, saving)
 
 
 @dataclass(frozen=True)
@@ -188,11 +177,6 @@ def _clipped_mean(a: float, b: float, cap: float) -> float:
 
 
 # ----- throughput ------------------------------------------------------------------------------------
-def scaling_factor(workers: int, efficiency_per_doubling: float) -> float:
-    """Speed of ``workers`` workers relative to one: workers x efficiency^log2(workers)."""
-    return workers * efficiency_per_doubling ** math.log2(workers)
-
-
 def size_factor(hardware: HardwareEntry, model_params: int) -> float:
     """Per-worker speed for a model of ``model_params`` relative to the hardware's reference model:
     reference/params, capped at ``max_speedup`` for small models."""
@@ -309,25 +293,6 @@ def _check_workers(hardware: HardwareEntry, workers: int) -> None:
                            f"got {workers!r}")
 
 
-def startup_seconds(hardware: HardwareEntry, calibration: list[CalibrationSample] | None,
-                    workers: int = 1) -> tuple[float, list[str]]:
-    """Seconds a job spends outside training (start-up, loading, saving): the median of finished
-    jobs on this hardware that recorded it — those started the same way (one worker trains in the
-    job's driver, more start a worker group) when there are any — else the catalog's figure.
-    Raises nothing."""
-    measured = [s for s in calibration or []
-                if s.hardware_id == hardware.id and s.startup_s is not None and s.startup_s >= 0]
-    alike = [s for s in measured if (s.workers > 1) == (workers > 1)]
-    if alike or measured:
-        used = alike or measured
-        median = statistics.median(s.startup_s for s in used)
-        how = ("with a worker group" if workers > 1 else "with one worker") if alike else "all"
-        return median, [f"start-up and saving {median:,.0f} s: median of {len(used)} finished "
-                        f"job(s) on {hardware.id} ({how})"]
-    return float(hardware.startup_overhead_s), [
-        f"fixed startup of {hardware.startup_overhead_s:g} s (workers start, model loads)"]
-
-
 def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: HardwareEntry, workers: int,
              model: ModelSpec, calibration: list[CalibrationSample] | None = None,
              plan: TrainPlan | None = None) -> Estimate:
@@ -347,7 +312,11 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
     else:
         kept = plan.kept_fraction
     tps, calibrated_from, assumptions = throughput(hardware, model, workers, calibration)
-    train_s = plan.tokens_to_train / tps
+    step_s, fitted, step_notes = step_overhead(hardware, model, workers, calibration)
+    if fitted:
+        tps = fitted
+    assumptions += step_notes
+    train_s = plan.tokens_to_train / tps + plan.total_steps * step_s
     eval_s = plan.eval_tokens / (tps * EVAL_SPEEDUP)
     startup_s, startup_notes = startup_seconds(hardware, calibration, workers)
     duration_s = train_s + eval_s + startup_s

@@ -366,3 +366,20 @@ def test_startup_is_calibrated_from_jobs_started_the_same_way():
     assert startup_seconds(hw, samples, 2)[0] == 30.0
     assert startup_seconds(hw, samples[:2], 2)[0] == 6.0  # none alike: every job on this hardware
     assert startup_seconds(hw, [], 1)[0] == hw.startup_overhead_s
+
+
+def test_time_per_step_is_fitted_from_finished_jobs():
+    from backend.training.calibration import step_overhead
+
+    hw, model = get_hardware("cpu-local"), get_model(MISTRAL)
+    # jobs that took 1 ms per token and 0.5 s per step (one worker, this model)
+    samples = [CalibrationSample("cpu-local", model.params, 1, 0.0, tokens=t, steps=n,
+                                 training_s=t / 1000 + 0.5 * n)
+               for t, n in ((10_000, 10), (3_000, 40), (20_000, 5))]
+    per_step, tps, notes = step_overhead(hw, model, 1, samples)
+    assert per_step == pytest.approx(0.5) and tps == pytest.approx(1000)
+    assert "0.500 s per step" in notes[0]
+    assert step_overhead(hw, model, 1, samples[:2]) == (0.0, None, [])  # too few jobs
+    est = run(cfg(num_epochs=1), hw=hw, calibration=samples)
+    assert est.breakdown_s["training"] == pytest.approx(est.tokens_to_train / 1000
+                                                         + 0.5 * est.total_steps)

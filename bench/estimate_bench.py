@@ -35,6 +35,8 @@ JOBS = [  # (dataset, workers, overrides)
     ("d24", 1, ["num_epochs=2", "batch_size=4", "max_seq_length=160"]),
     ("d60", 1, ["num_epochs=1", "batch_size=2", "max_seq_length=128", "eval_every_steps=5"]),
     ("d24", 2, ["num_epochs=2", "batch_size=2", "max_seq_length=512"]),
+    ("d60", 1, ["num_epochs=3", "batch_size=4", "max_seq_length=256"]),
+    ("d24", 1, ["num_epochs=4", "batch_size=1", "max_seq_length=512"]),
 ]
 
 

@@ -17,6 +17,28 @@ TRAINED_STYLE = "background:#c8f0d0;color:#0b3d17;border-radius:3px;"
 CONTEXT_STYLE = "color:#7a7f87;"
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _estimate(actor_id: str, dataset_id: str, config_json: str, hw_id: str, workers: int,
+              version: tuple, _actor) -> dict:
+    """``estimate_for_dataset``, once per process for one set of inputs (keyed by the user, the
+    dataset, the whole config, hardware, workers and ``inputs_version``)."""
+    from backend.jobs.estimates import estimate_for_dataset
+    from backend.training.config import TrainingConfig
+
+    return estimate_for_dataset(_actor, dataset_id, TrainingConfig.model_validate_json(
+        config_json), hw_id, workers)
+
+
+def cached_estimate(actor, dataset_id: str, config, hw_id: str, workers: int) -> dict:
+    """The estimate of ``config`` on ``dataset_id``: a pure function of its inputs, so a form
+    value the user goes back to answers from the cache. Raises what the estimate raises."""
+    from backend.jobs.estimates import inputs_version
+
+    version = inputs_version(actor, dataset_id)  # one small read: calibration, spend, budget
+    return _estimate(actor.id, dataset_id, config.model_dump_json(), hw_id, int(workers),
+                     version, actor)
+
+
 def show_estimate(est: dict) -> None:
     """Numbers, cost chart, memory fit, calibration, warnings and assumptions of an estimate."""
     hw = est.get("hardware") or {}
@@ -140,6 +162,12 @@ def show_mask_preview(dataset, base_model: str, max_seq_length: int) -> None:
                      icon=":material/visibility:"):
         if not sample:
             st.info("This dataset has no preview conversations.")
+            return
+        if not st.toggle("Show the preview", key="configure_preview_on",
+                         help="Formats a sample conversation with the base model's chat "
+                              "template: loads its tokenizer (a few seconds the first time)."):
+            st.caption(f"Off: turn it on to see which tokens of a sample conversation "
+                       f"{literal(base_model)} is trained on.")
             return
         ids = list(range(len(sample)))
         i = st.selectbox("Conversation", ids, key="configure_preview_conversation",

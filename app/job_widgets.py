@@ -12,6 +12,7 @@ import pandas as pd
 
 from app.widgets import literal
 from backend import states
+from backend.costs import money_text
 from backend.errors import BrightRunError
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,9 @@ STAGE_LABELS = {"queued": "Queued", "initializing": "Initializing", "training": 
                 "validating": "Validating", "saving": "Saving", "completed": "Completed"}
 
 
-def fmt_money(value: float | None, digits: int = 2) -> str:
-    """'$12.50'; a non-zero amount below a cent keeps four decimals ('$0.0025', '< $0.0001')
-    instead of reading '$0.00'."""
-    if value is None:
-        return "—"
-    if 0 < abs(value) < 0.01 and digits < 4:
-        return f"${value:,.4f}" if abs(value) >= 0.00005 else "< $0.0001"
-    return f"${value:,.{digits}f}"
+def fmt_money(value: float | None) -> str:
+    """Money as every page shows it: ``backend.costs.money_text`` ('$12.50', '< $0.01', '—')."""
+    return money_text(value)
 
 
 def cell_text(value) -> str:

@@ -84,12 +84,6 @@ def _save_typed(actor) -> None:
     _save_budget(actor, float(st.session_state.get("costs_budget") or 0.0))
 
 
-def _amount_column(amounts) -> st.column_config.NumberColumn:
-    """Dollars with cents, or four decimals when a non-zero amount is below a cent."""
-    tiny = any(0 < abs(a) < 0.01 for a in amounts)
-    return st.column_config.NumberColumn(format="$%.4f" if tiny else "$%.2f")
-
-
 def _breakdown(summary, everyone: bool) -> None:
     chart = charts.spend_by_day_chart(summary.by_day, summary.period)  # the whole month on x
     if chart is not None:
@@ -106,8 +100,7 @@ def _breakdown(summary, everyone: bool) -> None:
     if everyone and summary.by_user:
         st.markdown("#### By user")
         df = pd.DataFrame(sorted(summary.by_user, key=lambda r: -r["amount"]))
-        st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user",
-                     column_config={"amount": _amount_column(df["amount"])})
+        st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user")
 
 
 def main() -> None:

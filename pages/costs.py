@@ -90,16 +90,15 @@ def _breakdown(summary, everyone: bool) -> None:
         st.markdown("#### By day")
         st.altair_chart(chart, width="stretch")
     st.markdown("#### By job")
-    rows = [{"job": r["job"], "amount": r["amount"],
-             "share": (r["amount"] / summary.total) if summary.total else 0.0}
-            for r in summary.by_job]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="costs_by_job",
-                 column_config={"amount": _amount_column(r["amount"] for r in rows),
-                                "share": st.column_config.ProgressColumn(
-                                    format="percent", min_value=0.0, max_value=1.0)})
+    st.dataframe(pd.DataFrame(costs.by_job_rows(summary)), hide_index=True, width="stretch",
+                 key="costs_by_job", column_config={
+                     "job": st.column_config.TextColumn("job", width="large"),
+                     "share": st.column_config.ProgressColumn(format="percent", min_value=0.0,
+                                                              max_value=1.0)})
     if everyone and summary.by_user:
         st.markdown("#### By user")
-        df = pd.DataFrame(sorted(summary.by_user, key=lambda r: -r["amount"]))
+        df = pd.DataFrame([{"user": r["user"], "amount": fmt_money(r["amount"])} for r in
+                           sorted(summary.by_user, key=lambda r: -r["amount"])])
         st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user")
 
 

@@ -8,7 +8,6 @@ import json
 
 import streamlit as st
 
-from app.job_charts import cost_breakdown_chart
 from app.job_widgets import fmt_duration, fmt_duration_short, fmt_money
 from app.widgets import fmt_int, literal, show_error
 from backend.errors import BrightRunError
@@ -54,8 +53,8 @@ def show_estimate(est: dict) -> None:
     c[0].metric("Optimizer steps", fmt_int(est.get("total_steps")))
     c[1].metric("Tokens/s", f"{est['throughput_tokens_per_s']:,.0f}",
                 help="Training throughput of all workers together.")
-    if est["cost"]["total"] > 0:
-        st.altair_chart(cost_breakdown_chart(est["cost"]), width="stretch")
+    if est["cost"]["total"] > 0:  # plain HTML bars: no chart library to load on this page
+        st.markdown(cost_bars(est["cost"]), unsafe_allow_html=True)
     else:
         st.caption(f"No cost: {literal(hw.get('name') or 'this hardware')} has no price, and "
                    "storage and data transfer round to $0.")
@@ -69,6 +68,28 @@ def show_estimate(est: dict) -> None:
     if est.get("assumptions"):
         with st.expander("How this is estimated", icon=":material/info:"):
             st.markdown("\n".join(f"- {literal(a)}" for a in est["assumptions"]))
+
+
+COST_BARS = (("compute", "compute", "#4c78a8"), ("storage", "storage", "#f58518"),
+             ("data_transfer", "data transfer", "#54a24b"))
+
+
+def cost_bars(cost: dict) -> str:
+    """The estimate's cost by type as three labelled bars (widths relative to the largest) with
+    their amounts as ``money_text`` writes them; numbers only, nothing user-typed."""
+    from backend.costs import money_text
+
+    amounts = [(label, float(cost.get(k) or 0.0), colour) for k, label, colour in COST_BARS]
+    top = max(a for _, a, _ in amounts) or 1.0
+    rows = "".join(
+        f'<div style="display:flex;align-items:center;gap:8px;margin:2px 0;">'
+        f'<span style="width:96px;font-size:0.85rem;">{label}</span>'
+        f'<span style="flex:1;height:10px;background:#eceff3;border-radius:3px;">'
+        f'<span style="display:block;height:100%;width:{amount / top * 100:.1f}%;'
+        f'min-width:{2 if amount > 0 else 0}px;background:{colour};border-radius:3px;"></span>'
+        f'</span><span style="width:72px;text-align:right;font-size:0.85rem;">'
+        f'{money_text(amount)}</span></div>' for label, amount, colour in amounts)
+    return f'<div role="img" aria-label="estimated cost by type">{rows}</div>'
 
 
 def memory_bar(what: str, total: float, available: float, fits: bool) -> str:

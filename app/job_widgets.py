@@ -8,8 +8,6 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import pandas as pd
-
 from app.widgets import literal
 from backend import states
 from backend.costs import money_text
@@ -147,13 +145,15 @@ def config_rows(job) -> dict[str, str]:
     return rows
 
 
-def config_diff(jobs: list, only_different: bool = True) -> pd.DataFrame:
+def config_diff(jobs: list, only_different: bool = True):
     """One row per configuration field, one column per job; only the differing rows if asked."""
     columns = {job_label(j): config_rows(j) for j in jobs}
     fields: list[str] = []
     for rows in columns.values():
         fields += [f for f in rows if f not in fields]
     data = {label: [rows.get(f, "—") for f in fields] for label, rows in columns.items()}
+    import pandas as pd  # here: pages that never compare runs (Configure) skip its import
+
     df = pd.DataFrame(data, index=fields)
     df.index.name = "field"
     if only_different and len(columns) > 1:

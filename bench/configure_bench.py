@@ -17,6 +17,9 @@ archive`` of ``--baseline-ref`` into bench/out/, no other checkout touched). Per
 - **widget change → estimate (browser)**: in the same tab, "Epochs" is set to a new value
   (typed, Enter) ``--changes`` times (each value new: the estimate is not in any cache); the clock
   runs from the Enter to the "Tokens to train" metric showing the new number. p50/p95/max.
+- **server CPU**: CPU seconds (user + system, /proc) the Streamlit process spent on the first open
+  and on each change: on a shared, loaded machine wall time mostly measures the queue for a core,
+  CPU time what the page costs.
 - **AppTest**: a fresh Python process runs Home, then ``switch_page`` to Configure (timed: first
   open), then ``--changes`` epoch changes (each ``run()`` timed).
 
@@ -129,6 +132,11 @@ class Server:
         else:
             raise RuntimeError("streamlit did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server process has used so far (/proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.proc.poll() is not None:
@@ -161,10 +169,13 @@ def tokens(page) -> str | None:
     return page.evaluate(METRIC_JS, "Tokens to train")
 
 
-def browser_round(browser, url: str, dataset_id: str, model: str, changes: int) -> dict:
-    """One fresh tab: first open, then ``changes`` epoch changes. Times in seconds."""
+def browser_round(browser, server: "Server", dataset_id: str, model: str, changes: int) -> dict:
+    """One fresh tab: first open, then ``changes`` epoch changes. Times in seconds; ``*_cpu_s``:
+    CPU seconds of the server process (the figure that load on a shared machine distorts least)."""
+    url = server.url
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
     page.set_default_timeout(TIMEOUT_MS)
+    cpu0 = server.cpu_s()
     t0 = time.perf_counter()
     page.goto(f"{url}/configure?dataset_id={dataset_id}", wait_until="commit")
     page.get_by_text("Advanced settings").first.wait_for(state="visible")
@@ -174,7 +185,8 @@ def browser_round(browser, url: str, dataset_id: str, model: str, changes: int) 
     t_est = time.perf_counter() - t0
     page.wait_for_function(IDLE_JS, polling=20)
     t_idle = time.perf_counter() - t0
-    out = {"form_s": t_form, "estimate_s": t_est, "idle_s": t_idle, "changes_s": []}
+    out = {"form_s": t_form, "estimate_s": t_est, "idle_s": t_idle, "changes_s": [],
+           "open_cpu_s": server.cpu_s() - cpu0, "changes_cpu_s": []}
     page.get_by_text("Advanced settings").first.click()
     page.wait_for_function(IDLE_JS, polling=20)
     if model != DEFAULT_MODEL:  # choose it in the form, as a user would
@@ -186,6 +198,7 @@ def browser_round(browser, url: str, dataset_id: str, model: str, changes: int) 
     for i in range(changes):
         page.wait_for_function(IDLE_JS, polling=20)
         before = tokens(page)
+        cpu = server.cpu_s()
         epochs.fill(str(2 + (i % 40) if 2 + (i % 40) != int(epochs.input_value() or 0) else 42))
         t = time.perf_counter()
         epochs.press("Enter")
@@ -193,6 +206,7 @@ def browser_round(browser, url: str, dataset_id: str, model: str, changes: int) 
                                f"return v !== null && v !== b && !({ESTIMATING_JS})(); }}",
                                arg=before, polling=10)
         out["changes_s"].append(time.perf_counter() - t)
+        out["changes_cpu_s"].append(server.cpu_s() - cpu)
     errors = page.locator('[data-testid="stException"]')
     if errors.count():
         raise RuntimeError(errors.first.inner_text()[:2000])
@@ -252,14 +266,15 @@ def main() -> None:
                     dataset_id = make_home(home)
                     server = Server(root, home)
                     try:
-                        r = browser_round(browser, server.url, dataset_id, model, args.changes)
+                        r = browser_round(browser, server, dataset_id, model, args.changes)
                     finally:
                         server.stop()
                     a = apptest_round(root, home, dataset_id, model, args.changes)
                     key = (model, name)
                     results.setdefault(key, []).append({"browser": r, "apptest": a})
                     print(f"# {model} {name} open {i}: browser form {r['form_s']:.2f}s estimate "
-                          f"{r['estimate_s']:.2f}s idle {r['idle_s']:.2f}s change p50 "
+                          f"{r['estimate_s']:.2f}s idle {r['idle_s']:.2f}s (server CPU "
+                          f"{r['open_cpu_s']:.2f}s) change p50 "
                           f"{statistics.median(r['changes_s']):.2f}s; AppTest open "
                           f"{a['open_s']:.2f}s change p50 {statistics.median(a['changes_s']):.2f}s",
                           flush=True)
@@ -270,8 +285,8 @@ def main() -> None:
         print(f"# not on this machine (not measured): {', '.join(skipped)}")
     print("\n| model | variant | browser: form drawn, median (max) | browser: estimate drawn, "
           "median (max) | browser: change → estimate p50 / p95 / max | AppTest: first open, "
-          "median (max) | AppTest: change p50 / p95 |")
-    print("|---|---|---|---|---|---|---|")
+          "median (max) | AppTest: change p50 / p95 | server CPU: first open / change p50 |")
+    print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for (model, name), rounds in results.items():
         form = [r["browser"]["form_s"] for r in rounds]
@@ -279,16 +294,21 @@ def main() -> None:
         ch = [c for r in rounds for c in r["browser"]["changes_s"]]
         ao = [r["apptest"]["open_s"] for r in rounds]
         ac = [c for r in rounds for c in r["apptest"]["changes_s"]]
-        summary[(model, name)] = (statistics.median(est), pct(ch, 95), statistics.median(ao))
+        oc = [r["browser"]["open_cpu_s"] for r in rounds]
+        cc = [c for r in rounds for c in r["browser"]["changes_cpu_s"]]
+        summary[(model, name)] = (statistics.median(est), pct(ch, 95), statistics.median(ao),
+                                  statistics.median(oc), pct(cc, 50))
         print(f"| {model} | {name} | {statistics.median(form):.2f} s ({max(form):.2f}) | "
               f"{statistics.median(est):.2f} s ({max(est):.2f}) | {pct(ch, 50):.2f} / "
               f"{pct(ch, 95):.2f} / {max(ch):.2f} s | {statistics.median(ao):.2f} s "
-              f"({max(ao):.2f}) | {pct(ac, 50):.3f} / {pct(ac, 95):.3f} s |")
+              f"({max(ao):.2f}) | {pct(ac, 50):.3f} / {pct(ac, 95):.3f} s | "
+              f"{statistics.median(oc):.2f} / {pct(cc, 50):.3f} s |")
     for model in models:
         if (model, "baseline") in summary:
             n, b = summary[(model, "new")], summary[(model, "baseline")]
             print(f"\n# {model} ratios new/baseline: estimate drawn {n[0] / b[0]:.2f}, "
-                  f"change p95 {n[1] / b[1]:.2f}, AppTest open {n[2] / b[2]:.2f}")
+                  f"change p95 {n[1] / b[1]:.2f}, AppTest open {n[2] / b[2]:.2f}, server CPU "
+                  f"first open {n[3] / b[3]:.2f}, server CPU change {n[4] / b[4]:.2f}")
     print("# raw: " + json.dumps({f"{m}|{n}": v for (m, n), v in results.items()}))
     shutil.rmtree(OUT, ignore_errors=True)
 

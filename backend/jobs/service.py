@@ -80,13 +80,9 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         hw = est["hardware"]
         row = TrainingJob(
             user_id=actor.id, dataset_id=dataset_id, parent_model_id=parent_model_id,
-<<<<<<< HEAD
-            name=(name or "").strip()[:200] or default_job_name(
-                getattr(s.get(Dataset, dataset_id), "name", None), preset_id),
+            name=name or default_job_name(getattr(s.get(Dataset, dataset_id), "name", None),
+                                          preset_id),
             preset_id=preset_id,
-=======
-            name=name, preset_id=preset_id,
->>>>>>> main
             hyperparameters=config.model_dump(mode="json"),
             gpu_config={"gpu_type": hw["id"], "num_gpus": workers if hw["is_gpu"] else 0,
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],

@@ -20,6 +20,8 @@ archive`` of ``--baseline-ref`` into bench/out/, no other checkout touched). Per
 - **server CPU**: CPU seconds (user + system, /proc) the Streamlit process spent on the first open
   and on each change: on a shared, loaded machine wall time mostly measures the queue for a core,
   CPU time what the page costs.
+- **floor**: a fresh ``streamlit run`` of a two-line app, ``goto`` to its text drawn (``--floor``
+  times): what the browser and Streamlit themselves cost on this machine at this load.
 - **AppTest**: a fresh Python process runs Home, then ``switch_page`` to Configure (timed: first
   open), then ``--changes`` epoch changes (each ``run()`` timed).
 
@@ -225,6 +227,29 @@ def apptest_round(root: Path, home: Path, dataset_id: str, model: str, changes: 
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+FLOOR_APP = 'import streamlit as st\nst.title("Floor")\nst.write("Advanced settings")\n'
+
+
+def floor_round(browser, home: Path) -> float:
+    """The floor: a fresh ``streamlit run`` of a two-line app, from ``goto`` to its text drawn —
+    what the browser and Streamlit cost on this machine before any page code runs."""
+    root = OUT / "floor"
+    (root / "app").mkdir(parents=True, exist_ok=True)
+    (root / "app" / "main.py").write_text(FLOOR_APP)
+    server = Server(root, home)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(TIMEOUT_MS)
+        t0 = time.perf_counter()
+        page.goto(server.url, wait_until="commit")
+        page.get_by_text("Advanced settings").first.wait_for(state="visible")
+        took = time.perf_counter() - t0
+        page.close()
+        return took
+    finally:
+        server.stop()
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -238,6 +263,8 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--opens", type=int, default=3, help="fresh server processes per variant")
     ap.add_argument("--changes", type=int, default=20, help="widget changes per open")
+    ap.add_argument("--floor", type=int, default=3,
+                    help="fresh processes of a two-line Streamlit app (the browser's floor)")
     ap.add_argument("--models", default="brightrun/tiny-llama,HuggingFaceTB/SmolLM2-135M-Instruct")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -278,8 +305,12 @@ def main() -> None:
                           f"{statistics.median(r['changes_s']):.2f}s; AppTest open "
                           f"{a['open_s']:.2f}s change p50 {statistics.median(a['changes_s']):.2f}s",
                           flush=True)
+        floor = [floor_round(browser, Path(tmp) / "floor-home") for _ in range(args.floor)]
         browser.close()
     load1 = os.getloadavg()
+    if floor:
+        print(f"# floor (two-line Streamlit app, fresh process, goto → text drawn): median "
+              f"{statistics.median(floor):.2f} s, all {[round(f, 2) for f in floor]}")
     print(f"\n# load average before {load0}, after {load1}; cores {os.cpu_count()}")
     if skipped:
         print(f"# not on this machine (not measured): {', '.join(skipped)}")

@@ -71,7 +71,8 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         row = TrainingJob(
             user_id=actor.id, dataset_id=dataset_id, parent_model_id=parent_model_id,
             name=(name or "").strip()[:200] or None, preset_id=preset_id,
-            hyperparameters=config.model_dump(mode="json"),
+            hyperparameters={**config.model_dump(mode="json"),  # checkpointing as decided
+                             "gradient_checkpointing": est["vram"]["gradient_checkpointing"]},
             gpu_config={"gpu_type": hw["id"], "num_gpus": workers if hw["is_gpu"] else 0,
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],
                         "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"]},

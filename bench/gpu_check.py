@@ -23,7 +23,7 @@ What it does, in one process:
 
 Needs torch, transformers, peft, accelerate, safetensors, tokenizers — and pydantic (the loop's
 config) with pydantic_core, annotated_types, typing_extensions and typing_inspection. A machine
-without pydantic gets them from ``bench/_vendor`` (see ``bench/gpu_vendor.sh``: wheels for the
+without pydantic gets them from ``.vendor`` (see ``bench/gpu_vendor.sh``: wheels for the
 machine's Python version, unpacked there and carried with the tree). No Ray, SQLAlchemy or pyarrow.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VENDOR = REPO / "bench" / "_vendor"
+VENDOR = REPO / ".vendor"  # pydantic & co. for a bare GPU machine (bench/gpu_vendor.sh)
 sys.path[:0] = [str(REPO)] + ([str(VENDOR)] if VENDOR.is_dir() else [])
 
 LLAMA_1B = {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32,
@@ -71,7 +71,7 @@ def check_imports() -> None:
     if missing:
         print(f"gpu_check: missing {', '.join(missing)}; for pydantic run bench/gpu_vendor.sh "
               f"{sys.version_info.major}.{sys.version_info.minor} on a machine with network and "
-              "carry bench/_vendor", file=sys.stderr)
+              "carry .vendor", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Wheels the training loop needs beyond torch/transformers/peft/accelerate/safetensors, for a GPU
 # machine that has none of them and no network: pydantic (the loop's TrainConfig) and its
-# dependencies, unpacked into bench/_vendor (git-ignored; carry it with the tree, ~8 MB).
-# bench/gpu_check.py puts bench/_vendor on sys.path when it exists.
+# dependencies, unpacked into .vendor/ at the repository root (git-ignored; carry it, ~8 MB).
+# bench/gpu_check.py puts .vendor on sys.path when it exists.
 #   usage: bench/gpu_vendor.sh 3.10        # the GPU machine's `python3 -V`, major.minor
 # pydantic_core is compiled: the wheel must match that Python version and x86_64 Linux.
 set -euo pipefail
 PY=${1:?"the GPU machine's Python version, e.g. 3.10"}
 HERE=$(cd "$(dirname "$0")" && pwd)
-DEST="$HERE/_vendor"
+DEST="$HERE/../.vendor"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 PIP=${PIP:-"$HERE/../.venv/bin/pip"}

@@ -72,7 +72,7 @@ def _cast(field: str, value: Any) -> Any:
         return list(value)
     if field == "gradient_checkpointing":
         return value if value in CHECKPOINTING else \
-            next(k for k, v in CHECKPOINTING.items() if v is value)
+            next((k for k, v in CHECKPOINTING.items() if v is value), "auto")
     return value
 
 

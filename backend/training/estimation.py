@@ -405,8 +405,10 @@ def _warnings(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry,
     out = config.warnings(model_max_length=model.max_context, total_steps=plan.total_steps)
     if not memory.fits:
         out.append(f"needs ~{memory.total_gb:.1f} GB per worker but {hardware.id} has "
-                   f"{memory.available_gb:g} GB: lower batch_size or max_seq_length (raise "
-                   "gradient_accumulation_steps to keep the effective batch), or pick bigger hardware")
+                   f"{memory.available_gb:g} GB: "
+                   + ("" if memory.gradient_checkpointing else "turn on gradient_checkpointing, ")
+                   + "lower batch_size or max_seq_length (raise gradient_accumulation_steps to "
+                   "keep the effective batch), or pick bigger hardware")
     if plan.kept < 0.95:
         out.append(f"~{1 - plan.kept:.0%} of the dataset's tokens are beyond max_seq_length "
                    f"{config.max_seq_length} and will be truncated")

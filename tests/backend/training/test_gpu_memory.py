@@ -89,3 +89,25 @@ def test_last_memory_check_takes_the_newest_job_on_that_hardware_with_a_peak():
     check = last_memory_check("A100-80GB", summaries)
     assert (check.predicted_gb, check.measured_gb) == (30.0, 33.0)
     assert last_memory_check("L4-24GB", summaries) is None
+
+
+def test_a_run_that_does_not_fit_says_what_would_help():
+    spec, hw = get_model(MISTRAL), get_hardware("A100-80GB")
+    off = estimate(stats(p=(500, 1500, 3500, 8192)),
+                   cfg(batch_size=16, max_seq_length=4096, gradient_checkpointing=False), hw, 1,
+                   spec)
+    assert any("turn on gradient_checkpointing" in w for w in off.warnings)
+    huge = estimate(stats(p=(500, 1500, 3500, 8192)),
+                    cfg(batch_size=512, max_seq_length=8192), hw, 1, spec)
+    assert huge.vram.gradient_checkpointing and not huge.vram.fits  # auto: on, still too big
+    assert not any("turn on gradient_checkpointing" in w for w in huge.warnings)
+    assert any("needs ~" in w for w in huge.warnings)
+
+
+@pytest.mark.parametrize("item,value", [("gradient_checkpointing=true", True),
+                                        ("gradient_checkpointing=false", False),
+                                        ("gradient_checkpointing=none", None)])
+def test_the_setting_from_the_command_line(item, value):
+    from backend.training.config import apply_overrides
+
+    assert apply_overrides(cfg(), [item]).gradient_checkpointing is value

@@ -65,3 +65,14 @@ def test_the_job_keeps_the_setting_and_trains_as_decided(me, tmp_path, override,
     assert job.estimate["vram"]["gradient_checkpointing"] is trains
     recipe = recipe_for_job(job.id, tmp_path)
     assert recipe.config.gradient_checkpointing is trains and recipe.use_gpu
+
+
+def test_cli_estimate_says_whether_checkpointing_is_on(me, capsys):  # noqa: F811
+    from backend.cli import main
+
+    d = ready_dataset(me)
+    args = ["jobs", "estimate", "--dataset", d.id, "--gpu", "A100-80GB"]
+    assert main(args) == 0
+    assert "gradient checkpointing off" in capsys.readouterr().out
+    assert main(args + ["--set", "gradient_checkpointing=true"]) == 0
+    assert "gradient checkpointing on" in capsys.readouterr().out

@@ -76,9 +76,9 @@ def check_imports() -> None:
 
 
 # ----- model and data ----------------------------------------------------------------------------
-def build_model(folder: Path, shape: dict, home: Path) -> dict:
+def build_model(folder: Path, shape: dict, home: Path, device=None) -> dict:
     """A random-weight Llama of ``shape`` saved (bf16) in ``folder`` with the tiny model's
-    tokenizer; returns its config as a dict."""
+    tokenizer (initialised on ``device``: a GPU does it in seconds); returns its config."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -88,11 +88,12 @@ def build_model(folder: Path, shape: dict, home: Path) -> dict:
     config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **shape)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with torch.device(device or "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     del model
-    gc.collect()
+    _fresh_peak(getattr(device, "type", device) == "cuda")
     return config.to_dict()
 
 
@@ -113,6 +114,16 @@ def write_dataset(path: Path, conversations: int, seq: int, seed: int = 0) -> No
             turns = [{"role": "user", "content": " ".join(text[:cut]) or "Tell me more."},
                      {"role": "assistant", "content": " ".join(text[cut:])}]
             fh.write(json.dumps({"conversation_id": f"c{i}", "turns": turns}) + "\n")
+
+
+def _fresh_peak(cuda: bool) -> None:
+    """Free what earlier runs left and restart the peak-memory counter."""
+    gc.collect()
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 # ----- the product's loop ------------------------------------------------------------------------
@@ -151,9 +162,7 @@ def run_product(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
     from ray_jobs.sinks import CollectingSink
 
     cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    _fresh_peak(cuda)
     sink = CollectingSink()
     config = {"base_model": str(model_dir), "batch_size": batch, "num_epochs": 1,
               "learning_rate": 2e-4, "max_seq_length": seq, "validation_fraction": 0.0,
@@ -184,9 +193,7 @@ def run_trainer(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
     from backend.training.data import encode_all, load_split
 
     cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    _fresh_peak(cuda)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     examples, _ = encode_all(tok, load_split(str(data), 0.0, 0)[0], seq)
     rows = [{"input_ids": e.input_ids, "labels": e.labels,
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         shape = TINY if args.smoke else LLAMA_1B
         model_dir = work / "model"
-        model_config = build_model(model_dir, shape, work / "home")
+        model_config = build_model(model_dir, shape, work / "home", device)
         report["model"] = {"shape": shape, "vocab_size": model_config["vocab_size"]}
         for name, seq, ckpt in (SMOKE_CONFIGS if args.smoke else CONFIGS):
             if args.only and name not in args.only:

@@ -58,11 +58,13 @@ def model_spec(base_model: str):
                                                                       get_settings().home))
 
 
-def calibration_samples(s) -> list[CalibrationSample]:
-    """Measured throughput of finished jobs (from their model's training summary)."""
+def calibration_samples(s, user_id: str) -> list[CalibrationSample]:
+    """Measured throughput of the user's own finished jobs (from their model's training summary);
+    another user's jobs never shape (or show up in) this user's estimate. The estimate keeps only
+    those on the same hardware."""
     rows = s.execute(select(ModelArtifact.training_summary, TrainingJob.gpu_config)
                      .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
-                     .where(TrainingJob.status == "completed")
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
                      .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
     out = []
     for summary, gpu in rows:
@@ -74,12 +76,13 @@ def calibration_samples(s) -> list[CalibrationSample]:
     return out
 
 
-def memory_check_for(s, hardware_id: str) -> dict | None:
-    """The newest finished job on ``hardware_id`` whose measured peak memory can be held against
-    its prediction (``backend.training.memory_check``), as a dict; None when there is none."""
+def memory_check_for(s, hardware_id: str, user_id: str) -> dict | None:
+    """The user's newest finished job on ``hardware_id`` whose measured peak memory can be held
+    against its prediction (``backend.training.memory_check``), as a dict; None when there is
+    none. Like the throughput calibration, another user's jobs never show up here."""
     rows = s.scalars(select(ModelArtifact.training_summary)
                      .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
-                     .where(TrainingJob.status == "completed")
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
                      .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
     check = last_memory_check(hardware_id, list(rows))
     return check.to_dict() if check else None
@@ -91,7 +94,11 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
 
     Raises NotFound (dataset, hardware, model size), InvalidInput (dataset not ready, workers).
     """
+    from backend.config import get_settings
+    from backend.training.target_modules import check_base_model_targets
+
     hw = get_hardware(hardware_id)
+    check_base_model_targets(config.base_model, config.target_modules, get_settings().home)
     spec = model_spec(config.base_model)
     with session_scope() as s:
         row = s.get(Dataset, dataset_id)
@@ -100,8 +107,9 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
             raise InvalidInput(f"dataset “{row.name}” is {row.status}, not ready for training",
                                code="dataset_not_ready",
                                hint="wait for validation, or fix the errors and upload again")
-        est = estimate(stats_input(row), config, hw, workers, spec, calibration_samples(s))
-        check = memory_check_for(s, hw.id) if hw.kind == "gpu" else None
+        est = estimate(stats_input(row), config, hw, workers, spec,
+                       calibration_samples(s, actor.id))
+        check = memory_check_for(s, hw.id, actor.id) if hw.kind == "gpu" else None
         user = s.get(User, actor.id)
         spend = spend_this_month(s, actor.id)
         decision = budget_check(spend, est.cost.total, user.monthly_budget if user else None)

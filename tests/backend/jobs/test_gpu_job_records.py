@@ -4,6 +4,7 @@ import pytest
 
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
+from backend.users import create_user
 from tests.backend.jobs.test_jobs import me, ready_dataset  # noqa: F401 (fixture)
 
 PRECISION = {"device": "cuda", "base_dtype": "bfloat16", "trainable_dtype": "float32",
@@ -49,6 +50,10 @@ def test_the_next_estimate_says_how_far_the_memory_prediction_was(me, tmp_path):
     assert check["error_percent"] == pytest.approx(-20.0)
     assert jobs.estimate_for_dataset(me, d.id, config, "H100-80GB", 1)["memory_check"] is None
     assert jobs.estimate_for_dataset(me, d.id, config, "cpu-local", 1)["memory_check"] is None
+    other = create_user("b@x.io", "B", "password-b")  # another user's jobs never show up
+    theirs = ready_dataset(other)
+    assert jobs.estimate_for_dataset(other, theirs.id, config, "A100-80GB",
+                                     1)["memory_check"] is None
 
 
 @pytest.mark.parametrize("override,stored,trains", [(None, None, False), (True, True, True),

@@ -86,7 +86,9 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
             hyperparameters=config.model_dump(mode="json"),
             gpu_config={"gpu_type": hw["id"], "num_gpus": workers if hw["is_gpu"] else 0,
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],
-                        "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"]},
+                        "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"],
+                        # as the estimate decided it (the setting's none = auto)
+                        "gradient_checkpointing": est["vram"]["gradient_checkpointing"]},
             estimate=est, budget_decision=decision, total_epochs=config.num_epochs,
             total_steps=est.get("total_steps"), estimated_total_cost=est["cost"]["total"],
             estimated_completion_at=None)

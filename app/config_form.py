@@ -109,7 +109,8 @@ def choose_preset(preset_id: str) -> None:
 
 KINDS: dict[str, type] = {"base_model": str, "target_modules": list,
                           **{f: float for f in FLOATS}, **{f: int for f in INTS},
-                          **{f: type(None) for f in OPTIONAL_INTS}}
+                          **{f: type(None) for f in OPTIONAL_INTS},
+                          "gradient_checkpointing": str}  # the widget's "auto" / "on" / "off"
 
 
 def _apply_draft(d: dict[str, Any], *, only_missing: bool) -> None:
@@ -163,8 +164,8 @@ def save_draft(dataset_id: str, preset: str, values: dict[str, Any], hw_id: str,
     """Keep what the form shows as ``dataset_id``'s draft (session) and in the URL."""
     d = {"preset": preset, "values": dict(values), "hardware": hw_id, "workers": int(workers)}
     st.session_state.setdefault(draft.DRAFTS_KEY, {})[dataset_id] = d
-    try:
-        ref = preset_values(preset)
+    try:  # compared as the widgets hold them (gradient checkpointing None → "auto")
+        ref = {f: _cast(f, v) for f, v in preset_values(preset).items()}
     except BrightRunError:
         ref = {}
     query = draft.to_query(d, ref)

@@ -347,12 +347,15 @@ def test_settings_survive_a_reload_through_the_url(actor):
     d = make_dataset(actor, "d", n=40)
     at = open_app("configure")
     _set_advanced(at)
+    at.selectbox(key="configure_gradient_checkpointing").select("on").run(timeout=TIMEOUT)
     query = {k: v for k, v in at.query_params.items()}
+    assert "gradient_checkpointing" in query and "num_epochs" in query and "seed" not in query
     assert query["dataset_id"] in (d.id, [d.id])
     fresh = open_app("configure", {k: (v[0] if isinstance(v, list) else v)
                                    for k, v in query.items()})
     assert not fresh.exception, fresh.exception
     assert _shown(fresh) == ADVANCED
+    assert fresh.selectbox(key="configure_gradient_checkpointing").value == "on"
 
 
 def test_default_job_name_is_the_placeholder(actor, submitted):

@@ -75,10 +75,13 @@ class Settings(BaseModel):
     auth: Literal["none", "password"] = Field("none", description="none: one local user, no login. "
                                                                  "password: users with passwords "
                                                                  "and roles (team mode).")
-    default_base_model: str = Field(TINY_MODEL_ID, description="Base model preselected for new jobs: "
-                                                               "a Hugging Face id or local path present "
-                                                               "on the machine; brightrun/tiny-llama is "
-                                                               "built offline.")
+    default_base_model: str | None = Field(None, description="Base model preselected for new jobs: an "
+                                                             "installed base model id, a Hugging Face "
+                                                             "id or local path present on the machine. "
+                                                             "Unset: smollm2-135m-instruct when "
+                                                             "installed (`brightrun base-models "
+                                                             "install`), else brightrun/tiny-llama "
+                                                             "(built offline).")
     secret_key: str | None = Field(None, description="Secret used to sign local download links and "
                                                      "dashboard sessions; generated into "
                                                      "$BRIGHTRUN_HOME when unset.")

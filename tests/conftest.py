@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3_server",
     "tests.fixtures.ray_cluster",
     "tests.fixtures.postgres",
+    "tests.fixtures.real_model",
 ]

@@ -29,7 +29,9 @@ def validate_object(key: str, *, declared_format: str | None, max_seq_length: in
     Returns a ``ValidationReport``."""
     from backend.datasets.validation import tokenizer_counter, validate_stream
 
-    model = base_model or get_settings().default_base_model
+    from backend.training.base_models import default_base_model
+
+    model = base_model or default_base_model()
     tokenizer = load_tokenizer(model)
     name = f"{model} ({type(tokenizer).__name__}, vocab {len(tokenizer)})"
     store = get_object_store()

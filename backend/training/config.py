@@ -45,9 +45,9 @@ class InvalidTrainingConfig(InvalidInput):
 
 
 def _default_base_model() -> str:
-    from backend.config import get_settings  # read lazily: settings come from the environment
+    from backend.training.base_models import default_base_model  # lazily: reads the environment
 
-    return get_settings().default_base_model
+    return default_base_model()
 
 
 class TrainingConfig(BaseModel):

@@ -42,12 +42,16 @@ INTS = {"batch_size": ("Batch size", 1), "num_epochs": ("Epochs", 1),
 # optional ints (empty = the field's default, None: once per epoch) → (label, step, placeholder)
 OPTIONAL_INTS = {"eval_every_steps": ("Eval interval (steps)", 1, "per epoch"),
                  "checkpoint_every_steps": ("Checkpoint interval", 1, "per epoch")}
+# optional floats (empty = None) → (label, step, number format, placeholder)
+OPTIONAL_FLOATS = {"warmup_ratio": ("Warmup (fraction of run)", 0.05, "%.2f", "none")}
+OPTIONAL = (*OPTIONAL_INTS, *OPTIONAL_FLOATS)
 GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("lora_rank", "lora_alpha", "lora_dropout"),
-        ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
-        ("max_grad_norm", "max_seq_length", "seed"),
-        ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
-FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS)
+        ("warmup_ratio", "warmup_steps", "weight_decay"),
+        ("gradient_accumulation_steps", "max_grad_norm", "max_seq_length"),
+        ("seed", "validation_fraction", "eval_every_steps"),
+        ("checkpoint_every_steps",))
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL)
 SPLIT_SEED = 0  # the trainer's split seed (ray_jobs.lora_worker.TrainConfig.validation_seed)
 EXACT_SPLIT_MAX_BYTES = 128 * 2**20  # larger files: the held-out count is approximated
 HARDWARE_LABEL_CHARS = 28  # longer hardware names lose a trailing "(…)" in the select box
@@ -64,6 +68,8 @@ def _cast(field: str, value: Any) -> Any:
         return int(value)
     if field in OPTIONAL_INTS:
         return None if value is None else int(value)
+    if field in OPTIONAL_FLOATS:
+        return None if value is None else float(value)
     if field == "target_modules":
         return list(value)
     return value
@@ -156,6 +162,11 @@ def _number(name: str) -> None:
         lo, hi = _bounds(name, step)
         st.number_input(label, min_value=lo, max_value=hi, step=step, value=None,
                         placeholder=placeholder, key=key(name), help=_help(name))
+    elif name in OPTIONAL_FLOATS:
+        label, step, fmt, placeholder = OPTIONAL_FLOATS[name]
+        lo, hi = _bounds(name, step)
+        st.number_input(label, min_value=float(lo), max_value=float(hi), step=step, value=None,
+                        format=fmt, placeholder=placeholder, key=key(name), help=_help(name))
     else:
         label, step = INTS[name]
         lo, hi = _bounds(name, step)
@@ -167,22 +178,17 @@ def _module_options(current: list[str]) -> list[str]:
     return list(catalogs.ALL_LINEAR) + [m for m in current if m not in catalogs.ALL_LINEAR]
 
 
-def _base_model_options(current: str) -> tuple[list[str], set[str]]:
-    """Models on this machine, then catalog models (estimates only), plus the current value."""
-    from backend.training.base_models import available_base_models
-
-    here = available_base_models()
-    names = here + [m.id for m in catalogs.list_models() if m.id not in here]
-    return (names if not current or current in names else [current, *names]), set(here)
-
-
 def advanced_settings() -> dict[str, Any]:
     """The hyperparameter widgets in an expander; returns the form values."""
+    from app import base_model_picker as picker
+
+    picker.install_status(key("base_model"))
+    if key("base_model") not in st.session_state:
+        st.session_state[key("base_model")] = preset_values(DEFAULT_PRESET)["base_model"]
     with st.expander("Advanced settings", icon=":material/tune:"):
-        options, here = _base_model_options(st.session_state.get(key("base_model"), ""))
+        options, infos = picker.options(st.session_state.get(key("base_model"), ""))
         st.selectbox("Base model", options, key=key("base_model"), accept_new_options=True,
-                     format_func=lambda n: n if n in here else f"{n} (estimate only: not on "
-                                                               "this machine)",
+                     format_func=lambda n: picker.label(n, infos),
                      help=_help("base_model") + " Type a local folder path to use another model.")
         st.multiselect("Target modules", _module_options(
             st.session_state.get(key("target_modules"), [])), key=key("target_modules"),
@@ -211,7 +217,7 @@ def is_modified(values: dict[str, Any], preset: str) -> bool:
     except Exception:  # noqa: BLE001 - an unknown preset counts as modified
         return True
     return any(_cast(f, values.get(f)) != _cast(f, ref[f]) for f in FORM_FIELDS
-               if f != "base_model" and (values.get(f) is not None or f in OPTIONAL_INTS))
+               if f != "base_model" and (values.get(f) is not None or f in OPTIONAL))
 
 
 def job_preset(values: dict[str, Any], preset: str) -> str:
@@ -223,7 +229,7 @@ def overrides(values: dict[str, Any]) -> dict[str, Any]:
     """What create_job / build_config get on top of the preset: every form value (an empty
     optional field is sent as None: once per epoch)."""
     out = dict(st.session_state.get(EXTRA_KEY) or {})
-    out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL_INTS})
+    out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL})
     return out
 
 

@@ -163,7 +163,7 @@ def _build_optimizer(run: _Run) -> None:
     cfg = run.cfg
     params = [p for p in run.inner.parameters() if p.requires_grad]
     run.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    warmup = cfg.warmup_steps
+    warmup = cfg.warmup_for(run.total_steps)
     if warmup >= run.total_steps:
         warmup = run.total_steps // 10
         run.sink.log("warning", f"warmup_steps {cfg.warmup_steps} ≥ the run's {run.total_steps} "

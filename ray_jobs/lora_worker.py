@@ -39,6 +39,7 @@ from backend.training.data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
+from ray_jobs.adapter_card import write_adapter_card
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
@@ -313,6 +314,8 @@ def _finish(run: _Run) -> dict[str, Any] | None:
     run.inner.save_pretrained(out)
     run.tokenizer.save_pretrained(out)
     result = _result(run, out)
+    result["files"].update(write_adapter_card(out, result, run.cfg.base_model, run.loop.get("home"),
+                                              run.loop.get("card")))
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
     run.sink.log("info", f"adapter saved to {out}")

@@ -37,6 +37,7 @@ class Recipe:
     started_ray: bool = False
     ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
     upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
+    card: dict[str, Any] = field(default_factory=dict)  # job/dataset/preset named in the README
 
 
 def _read_config(path: str) -> TrainConfig:
@@ -77,7 +78,7 @@ def loop_config(recipe: Recipe) -> dict[str, Any]:
             "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
             "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
             "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step,
-            "upload_prefix": recipe.upload_prefix}
+            "upload_prefix": recipe.upload_prefix, "card": recipe.card}
 
 
 # ----- train -------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
             raise NotFound(f"training job {job_id} not found", code="job_not_found")
         ds = s.get(Dataset, job.dataset_id)
         hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
+        card = {"job_name": job.name, "dataset_name": ds.name, "dataset_id": ds.id,
+                "preset_id": job.preset_id}
     from backend.training.base_models import resolve_base_model
 
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
@@ -48,7 +50,7 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
         sink_spec={"kind": "db", "job_id": job_id, "artifact_id": artifact_id},
         home=str(settings.home), fail_at_step=fail_at_step,
-        upload_prefix=f"models/{artifact_id}/")
+        upload_prefix=f"models/{artifact_id}/", card=card)
 
 
 def run_job(job_id: str, fail_at_step: int | None = None) -> int:

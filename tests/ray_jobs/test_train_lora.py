@@ -197,7 +197,13 @@ def test_worker_loop_reports_every_step_once_and_saves_the_adapter(tmp_path):
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
                  "tokenizer_config.json", "training_result.json"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 8
+    assert adapter_config["base_model_name_or_path"] == "brightrun/tiny-llama"  # never a path
+    readme = (out / "README.md").read_text()
+    assert "`brightrun/tiny-llama`" in readme and "PeftModel.from_pretrained" in readme
+    assert str(tmp_path) not in readme
+    assert result["files"]["README.md"] == (out / "README.md").stat().st_size
 
 
 # ----- real Ray runs -----------------------------------------------------------------------------

@@ -22,15 +22,16 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from backend.training.base_model_catalog import list_base_models, model_label
+    from backend.training.base_model_catalog import list_base_models, params_text, size_text
 
     models = list_base_models()
     if args.json:
         print_json([m.as_dict() for m in models])
         return 0
-    table("Base models", ["id", "installed", "size", "source", "chat template"],
+    table("Base models", ["id", "installed", "parameters", "size", "source", "chat template"],
           [(m.id, "yes" if m.installed else ("installable" if m.installable else "no"),
-            model_label(m).partition(" · ")[2], m.source, m.chat_template) for m in models])
+            params_text(m.params).removesuffix(" params"), size_text(m.size_bytes), m.source,
+            m.chat_template) for m in models])
     return 0
 
 

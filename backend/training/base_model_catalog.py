@@ -12,7 +12,8 @@ from backend.training import base_model_install as bmi
 from backend.training.catalogs import get_model, list_models
 from backend.training.tiny_model import TINY_MODEL_ID
 
-__all__ = ["BaseModelInfo", "folder_size", "install_model", "list_base_models", "model_label"]
+__all__ = ["BaseModelInfo", "folder_size", "install_model", "list_base_models", "model_label",
+           "params_text", "size_text"]
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,23 @@ def install_model(model_id: str, home: str | os.PathLike | None = None,
 
 def model_label(info: BaseModelInfo) -> str:
     """``id · 134.5 M params · 538 MB`` (the one place these figures are formatted)."""
-    parts = [info.id]
-    if info.params:
-        parts.append(f"{info.params / 1e6:,.1f} M params" if info.params >= 1e6
-                     else f"{info.params / 1e3:,.0f} k params")
-    if info.size_bytes:
-        size = info.size_bytes
-        parts.append(f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:,.0f} MB")
-    return " · ".join(parts)
+    return " · ".join([info.id, *filter(None, (params_text(info.params),
+                                                size_text(info.size_bytes)))])
+
+
+def params_text(params: int | None) -> str:
+    """``134.5 M params`` / ``7.24 B params`` / ``265 k params``; empty when unknown."""
+    if not params:
+        return ""
+    if params >= 1e9:
+        return f"{params / 1e9:,.2f} B params"
+    return f"{params / 1e6:,.1f} M params" if params >= 1e6 else f"{params / 1e3:,.0f} k params"
+
+
+def size_text(size: int | None) -> str:
+    """``542 MB`` / ``29.0 GB`` on disk; empty when unknown."""
+    if not size:
+        return ""
+    return f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:,.0f} MB"
 
 

@@ -264,7 +264,9 @@ def convert_gguf(gguf: Path, dest: Path, step: Progress) -> None:
     the weights move into a fresh model built from the config without its quantization entry."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress (CLI bar, progress file) replaces it
     step(0.05, "reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     step(0.15, "dequantizing the weights (about a minute)")

@@ -1,7 +1,7 @@
 """`brightrun base-models list|install|add` — the base models training starts from."""
 from __future__ import annotations
 
-from backend.cli.common import console, print_json, table
+from backend.cli.common import console, print_json, safe, table
 
 
 def register(sub) -> None:
@@ -50,8 +50,8 @@ def cmd_install(args) -> int:
     from backend.training.base_model_catalog import install_model
 
     marker = _with_progress(lambda progress: install_model(args.id, progress=progress),
-                            f"installing {args.id}", args.quiet)
-    console.print(f"[bold]{marker['id']}[/bold] installed in {marker['path']}")
+                            f"installing {safe(args.id)}", args.quiet)
+    console.print(f"[bold]{safe(marker['id'])}[/bold] installed in {safe(marker['path'])}")
     return 0
 
 
@@ -59,7 +59,7 @@ def cmd_add(args) -> int:
     from backend.training.base_model_install import add, base_models_root
 
     marker = _with_progress(lambda progress: add(args.path, base_models_root(), args.id, progress),
-                            f"adding {args.path}", False)
-    console.print(f"[bold]{marker['id']}[/bold] added ({marker['path']}); train with "
-                  f"--set base_model={marker['id']}")
+                            f"adding {safe(args.path)}", False)
+    console.print(f"[bold]{safe(marker['id'])}[/bold] added ({safe(marker['path'])}); train with "
+                  f"--set base_model={safe(marker['id'])}")
     return 0

@@ -87,15 +87,16 @@ def _cast(field: str, value: Any) -> Any:
 def preset_values(preset_id: str) -> dict[str, Any]:
     """Every form field as the preset sets it (base model: the configured default). Raises
     NotFound for an unknown preset."""
-    from backend.config import get_settings
+    from backend.training.base_models import default_base_model
 
     return {f: (list(v) if isinstance(v, list) else v) for f, v in
-            _preset_values(preset_id, get_settings().default_base_model)}
+            _preset_values(preset_id, default_base_model())}
 
 
 @functools.lru_cache(maxsize=32)
 def _preset_values(preset_id: str, default_base_model: str) -> tuple:
-    """Cached per preset and configured default base model (the catalog is read once)."""
+    """Cached per preset and default base model (the configured one, else SmolLM2 once installed;
+    the catalog is read once)."""
     config = jobs.build_config(preset_id).model_dump(mode="json")
     return tuple((f, config[f]) for f in FORM_FIELDS)
 

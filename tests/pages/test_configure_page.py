@@ -309,7 +309,7 @@ def test_start_training_submits_to_ray(ray_env):
 
 
 # ----- the draft: settings survive leaving the page, and the job is what the page showed ---------
-ADVANCED = {"batch_size": 1, "warmup_steps": 10, "num_epochs": 2, "lora_rank": 4,
+ADVANCED = {"batch_size": 1, "warmup_steps": 10, "num_epochs": 3, "lora_rank": 4,
             "learning_rate": 5e-4, "max_seq_length": 512, "eval_every_steps": 3}
 
 

@@ -112,7 +112,8 @@ def submit_job(job_id: str) -> str | None:
         return None
     with session_scope() as s:
         s.get(TrainingJob, job_id).external_job_id = sub
-        s.add(JobLog(job_id=job_id, level="INFO", message=f"submitted to Ray as {sub}"))
+        s.add(JobLog(job_id=job_id, level="INFO", message=f"submitted to Ray as {sub}",
+                     metadata_={"phase": "submitted", "at": round(time.time(), 3)}))
     return sub
 
 

@@ -33,7 +33,8 @@ def register(sub) -> None:
     p.add_argument("amount", type=float)
     p.set_defaults(func=cmd_users_budget)
 
-    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed")
+    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed; "
+                       "remove what dead uploads left")
     p.add_argument("--loop", action="store_true", help="keep reconciling every --interval seconds")
     p.add_argument("--interval", type=float, default=10.0)
     p.set_defaults(func=cmd_reconcile)
@@ -112,7 +113,9 @@ def cmd_reconcile(args) -> int:
     from backend.datasets.service import reconcile_validations
 
     def once() -> int:
-        n = reconcile_validations()
+        from backend.datasets.uploads import reconcile_uploads
+
+        n = reconcile_validations() + reconcile_uploads()
         try:
             from backend.jobs.service import reconcile
             n += reconcile()

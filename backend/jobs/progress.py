@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
@@ -41,6 +42,13 @@ def with_retry(fn: Callable[[], T], what: str, budget_s: float = RETRY_SECONDS) 
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
             dispose_engines()
+
+
+def artifact_id_for(job_id: str) -> str:
+    """The id of the model artifact job ``job_id`` produces, and so its object prefix
+    ``models/{id}/``: one per job, the same in every process (driver, rank 0, a retried driver),
+    so the adapter is uploaded once, under one prefix."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"brightrun:model-artifact:{job_id}"))
 
 
 def _job(s, job_id: str) -> TrainingJob:

@@ -117,13 +117,29 @@ def train(recipe: Recipe):
         train_loop_per_worker,
         train_loop_config=loop_config(recipe),
         scaling_config=ScalingConfig(num_workers=recipe.workers, use_gpu=recipe.use_gpu,
-                                     resources_per_worker=None if recipe.use_gpu else {"CPU": 1}),
+                                     resources_per_worker=worker_resources(recipe.use_gpu)),
         run_config=RunConfig(name=recipe.name, storage_path=recipe.storage_path,
                              storage_filesystem=recipe.storage_filesystem,
                              failure_config=FailureConfig(max_failures=recipe.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
     return trainer.fit()
+
+
+TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"
+
+
+def worker_resources(use_gpu: bool, environ: dict[str, str] | None = None
+                     ) -> dict[str, float] | None:
+    """``resources_per_worker`` of the worker group: 1 CPU per CPU worker (Ray's default for a GPU
+    worker). Test hook, not a setting: ``BRIGHTRUN_TEST_WORKER_RESOURCE=NAME`` (in the job's
+    environment) also asks 1 unit of the custom resource NAME per worker, so a test can place the
+    workers on the node that has it (tests/e2e/test_two_node.py)."""
+    extra = (os.environ if environ is None else environ).get(TEST_WORKER_RESOURCE_VAR, "").strip()
+    base: dict[str, float] | None = None if use_gpu else {"CPU": 1}
+    if not extra:
+        return base
+    return {**(base or {"GPU": 1}), extra: 1}
 
 
 @dataclass

@@ -43,7 +43,7 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
     artifact_id = artifact_id_for(job_id)  # one per job: rank 0 uploads there, the driver records
     storage_path, filesystem = store.ray_storage(f"checkpoints/{job_id}")
     return Recipe(
-        config=TrainConfig(**hyper), dataset=dataset, output=str(workdir / "adapter"),
+        config=TrainConfig(**hyper), dataset=dataset, output="",  # rank 0: a folder of its node
         name="run", storage_path=storage_path, storage_filesystem=filesystem,
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
         sink_spec={"kind": "db", "job_id": job_id, "artifact_id": artifact_id},

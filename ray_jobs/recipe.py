@@ -4,11 +4,12 @@ the ``TorchTrainer`` (or the in-driver loop for one CPU worker), and handing ran
 sink."""
 from __future__ import annotations
 
-import os
+import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from backend.errors import BrightRunError, InvalidInput
 from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
@@ -123,7 +124,27 @@ def train(recipe: Recipe):
                              failure_config=FailureConfig(max_failures=recipe.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
-    return trainer.fit()
+    with abort_on_sigterm():
+        return trainer.fit()
+
+
+@contextlib.contextmanager
+def abort_on_sigterm() -> Iterator[None]:
+    """Stopping a Ray job (``cancel``) sends its driver SIGTERM, which would kill it on the spot
+    and leave Ray Train's controller, workers and detached ``PlacementGroupCleaner`` actor to
+    notice on their own. Turn it into a Ctrl-C, which Ray Train's ``fit()`` handles by aborting the
+    run: the controller stops the worker group and the cleaner, then exits."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"

@@ -332,6 +332,7 @@ def _finish(run: _Run) -> dict[str, Any] | None:
             shutil.rmtree(out, ignore_errors=True)
     else:
         run.sink.log("info", f"adapter saved to {out}")
+    getattr(run.sink, "flush_logs", lambda: None)()  # rank 0's buffered lines: before it exits
     return result
 
 

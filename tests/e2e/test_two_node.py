@@ -1,15 +1,18 @@
 """One adapter per job on a two-node Ray cluster in team mode (issue 12, acceptance 5).
 
 PostgreSQL and SeaweedFS S3 (the session fixtures), a Ray head started here (no CPU for training)
-and a second node joined with ``ray start --address``, run as another Unix user (``nobody``) with
-its own temp dir, working directory and HOME and no BrightRun variables: it cannot read the head's
-files (the head's BRIGHTRUN_HOME, its Ray session folder and the driver's temp folders are private
-to root). The training workers are placed on that node by a custom resource only it has
+and a second node joined with ``ray start --address``, started in a mount namespace of its own
+(``unshare --mount``) where the head's files are covered by empty tmpfs mounts: the head's Ray
+session and temp folders (the driver's temp folders included, via TMPDIR) and pytest's temp root
+(the BRIGHTRUN_HOME with its tiny model and database files). It has its own temp dir, working
+directory and HOME and no BRIGHTRUN_* variables (the job hands its workers the settings, as on a
+real cluster). The training workers are placed on that node by a custom resource only it has
 (``BRIGHTRUN_TEST_WORKER_RESOURCE``, read by ``ray_jobs.recipe.worker_resources``). The job must
-complete and leave exactly one ``models/…/`` prefix in the bucket: the model row's.
+complete, its 2 workers must have run there, and exactly one ``models/…/`` prefix — the model
+row's — must be in the bucket.
 
-The one thing both nodes read is the base model folder, copied world-readable to the same path (as
-a cluster image would have it on every node).
+What both nodes read: the code and virtualenv, and the base model folder, copied to the same path
+(as a cluster image would have them on every node).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,7 +46,6 @@ from tests.fixtures.paths import SAMPLE_DATA
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.postgres, pytest.mark.slow]
 NODE_RESOURCE = "brightrun_test_node2"
-NOBODY = 65534
 FAST = ["num_epochs=2", "learning_rate=0.02", "batch_size=1", "max_seq_length=256",
         "warmup_steps=0", "lora_dropout=0", "validation_fraction=0.3", "checkpoint_every_steps=2"]
 
@@ -52,34 +55,37 @@ def _gcs_port(head_pid: int) -> int:
     return int(cmd[cmd.index("--port") + 1])
 
 
-def _world_readable_copy(src: Path, dst: Path) -> Path:
+def _copy_model(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=False)
-    for path in [dst, *dst.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
     return dst
 
 
-def _start_worker_node(gcs: str, base: Path) -> tuple[subprocess.Popen, Path]:
-    """``ray start --address`` as user nobody, cwd/HOME/temp dir of its own, no BRIGHTRUN_*."""
+def _start_worker_node(gcs: str, base: Path, hidden: list[Path]) -> tuple[subprocess.Popen, Path]:
+    """``ray start --address`` in a mount namespace of its own where each folder of ``hidden`` (the
+    head's files) is covered by an empty tmpfs, with its own cwd, HOME and temp dir, and no
+    BRIGHTRUN_* variables. Fails (exit 3) if a hidden folder still shows anything."""
     node = base / "node2"
     for sub in ("home", "tmp"):
         (node / sub).mkdir(parents=True)
-    for path in (node, node / "home", node / "tmp"):
-        os.chown(path, NOBODY, NOBODY)
     ports = free_ports(6)
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-           str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats", "--address", gcs,
-           "--node-ip-address", "127.0.0.1", "--temp-dir", str(node / "tmp"),
-           "--num-cpus", "2", "--resources", json.dumps({NODE_RESOURCE: 2}),
-           "--node-manager-port", str(ports[0]), "--object-manager-port", str(ports[1]),
-           "--metrics-export-port", str(ports[2]), "--dashboard-agent-listen-port", str(ports[3]),
-           "--dashboard-agent-grpc-port", str(ports[4]), "--runtime-env-agent-port", str(ports[5]),
-           "--min-worker-port", "0", "--max-worker-port", "0",
-           "--object-store-memory", str(256 << 20)]
+    ray_cmd = [str(Path(sys.executable).with_name("ray")), "start", "--block",
+               "--disable-usage-stats", "--address", gcs, "--node-ip-address", "127.0.0.1",
+               "--temp-dir", str(node / "tmp"), "--num-cpus", "2",
+               "--resources", json.dumps({NODE_RESOURCE: 2}),
+               "--node-manager-port", str(ports[0]), "--object-manager-port", str(ports[1]),
+               "--metrics-export-port", str(ports[2]),
+               "--dashboard-agent-listen-port", str(ports[3]),
+               "--dashboard-agent-grpc-port", str(ports[4]),
+               "--runtime-env-agent-port", str(ports[5]), "--min-worker-port", "0",
+               "--max-worker-port", "0", "--object-store-memory", str(256 << 20)]
+    script = "".join(f"mount -t tmpfs tmpfs {shlex.quote(str(h))} && " for h in hidden)
+    script += "".join(f'[ -z "$(ls -A {shlex.quote(str(h))})" ] && ' for h in hidden)
+    script += "exec " + shlex.join(ray_cmd) + " || exit 3"
     env = {"PATH": os.environ["PATH"], "HOME": str(node / "home"), "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp")}
     log = open(node / "node.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=str(node / "home"), env=env, stdout=log,
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             script], cwd=str(node / "home"), env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     return proc, node
@@ -124,16 +130,29 @@ def _wait_for_node(dashboard: str, timeout_s: float = 180) -> str:
     raise AssertionError("the second node did not join")
 
 
-def test_two_node_job_stores_one_adapter(pg_url, s3_env, tiny_model_dir, monkeypatch, capsys):
+def test_two_node_job_stores_one_adapter(pg_url, s3_env, tiny_model_dir, brightrun_home,
+                                         tmp_path_factory, monkeypatch):
     base = Path(tempfile.mkdtemp(prefix="brt-2node-", dir="/tmp"))
-    base.chmod(0o755)
-    model = _world_readable_copy(Path(tiny_model_dir), base / "base-model")
-    head_tmp = Path(tempfile.mkdtemp(prefix="brt-2head-", dir="/tmp"))  # 0700: root only
-    head = start_head(head_tmp, free_ports(1)[0], num_cpus=0, object_store_memory=256 << 20)
+    model = _copy_model(Path(tiny_model_dir), base / "base-model")
+    head_tmp = Path(tempfile.mkdtemp(prefix="brt-2head-", dir="/tmp"))
+    (head_tmp / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(head_tmp / "tmp"))  # the head's (and driver's) temp folders
+    head = start_head(head_tmp / "ray", free_ports(1)[0], num_cpus=0,
+                      object_store_memory=256 << 20)
+    # hidden from the second node: the head's Ray and temp folders, and pytest's tmp root (the
+    # BRIGHTRUN_HOME with its tiny model, the test's files)
+    pytest_root = tmp_path_factory.getbasetemp().parent
+    assert brightrun_home.is_relative_to(pytest_root)
+    assert Path(tiny_model_dir).is_relative_to(pytest_root)
+    hidden = [head_tmp, pytest_root]
     node = None
     try:
-        node, _ = _start_worker_node(f"127.0.0.1:{_gcs_port(head.pid)}", base)
-        node_id = _wait_for_node(head.address)
+        node, node_dir = _start_worker_node(f"127.0.0.1:{_gcs_port(head.pid)}", base,
+                                            hidden)
+        try:
+            node_id = _wait_for_node(head.address)
+        except AssertionError:
+            raise AssertionError((node_dir / "node.log").read_text(errors="replace")[-3000:])
         monkeypatch.setenv("RAY_ADDRESS", head.address)
         reset_settings()
         me = ensure_local_user()

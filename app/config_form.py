@@ -47,7 +47,11 @@ GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
         ("max_grad_norm", "max_seq_length", "seed"),
         ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
-FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS)
+# gradient checkpointing: widget value → config value (auto = none: decided by the estimate)
+CHECKPOINTING = {"auto": None, "on": True, "off": False}
+CHECKPOINTING_LABELS = {"auto": "Auto (on if it would not fit)", "on": "On", "off": "Off"}
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS,
+               "gradient_checkpointing")
 SPLIT_SEED = 0  # the trainer's split seed (ray_jobs.lora_worker.TrainConfig.validation_seed)
 EXACT_SPLIT_MAX_BYTES = 128 * 2**20  # larger files: the held-out count is approximated
 HARDWARE_LABEL_CHARS = 28  # longer hardware names lose a trailing "(…)" in the select box
@@ -66,6 +70,9 @@ def _cast(field: str, value: Any) -> Any:
         return None if value is None else int(value)
     if field == "target_modules":
         return list(value)
+    if field == "gradient_checkpointing":
+        return value if value in CHECKPOINTING else \
+            next((k for k, v in CHECKPOINTING.items() if v is value), "auto")
     return value
 
 
@@ -191,6 +198,9 @@ def advanced_settings() -> dict[str, Any]:
             for col, name in zip(st.columns(len(row), vertical_alignment="bottom"), row):
                 with col:
                     _number(name)
+        st.selectbox("Gradient checkpointing", list(CHECKPOINTING),
+                     key=key("gradient_checkpointing"), format_func=CHECKPOINTING_LABELS.get,
+                     help=_help("gradient_checkpointing"))
     values = {f: st.session_state.get(key(f)) for f in FORM_FIELDS}
     st.session_state[SAVED_KEY] = dict(values)
     return values
@@ -224,6 +234,8 @@ def overrides(values: dict[str, Any]) -> dict[str, Any]:
     optional field is sent as None: once per epoch)."""
     out = dict(st.session_state.get(EXTRA_KEY) or {})
     out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL_INTS})
+    if out.get("gradient_checkpointing") in CHECKPOINTING:
+        out["gradient_checkpointing"] = CHECKPOINTING[out["gradient_checkpointing"]]
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import job_charts
+from app import gpu_widgets, job_charts
 from app.job_widgets import cell_text, fmt_duration, fmt_money
 from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
 from backend.jobs import service as jobs
@@ -85,6 +85,7 @@ def training_summary(m) -> None:
     c[1].metric("GPU-hours", "—" if gpu_h is None else f"{gpu_h:,.3f}")
     c[2].metric("Training cost", fmt_money(t.get("total_cost")))
     c[3].metric("Truncated conversations", fmt_int(t.get("truncated_conversations")))
+    gpu_widgets.summary_caption(t)
 
 
 def configuration(m) -> None:

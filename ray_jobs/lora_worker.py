@@ -15,6 +15,8 @@
   metric points are flushed (every N points but at most once per min interval, or every T s);
 - ``upload_prefix``: when set, rank 0 also uploads the adapter folder to the configured object store
   under that prefix (so it works whichever node rank 0 ran on) and says so in the result;
+- ``use_gpu``: the job's hardware is a GPU (``gpu_config.use_gpu``); decides device and dtypes
+  (:mod:`ray_jobs.precision`: fp32 on CPU whatever the host has, bf16 base weights on GPU);
 - ``fail_at_step``: fault injection for tests — the last rank raises after that step on a run's
   first attempt (one that did not start from a checkpoint).
 
@@ -41,9 +43,11 @@ from backend.errors import InvalidInput
 from backend.training.data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
+from ray_jobs.precision import attention_in_use
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
+from ray_jobs.startup import phase
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 from ray_jobs.worker_eval import evaluate, note_validation
 from ray_jobs.worker_state import Run as _Run
@@ -62,12 +66,14 @@ def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
     Ray Train calls go: Ray Train when omitted (a TorchTrainer worker), or the driver's own
     :class:`~ray_jobs.runtime.InProcessRuntime`.
     """
+    loop_started = time.time()
     rt = runtime or RayTrainRuntime()
     rank, world = rt.context()
     sink = make_sink(loop_config.get("sink")) if rank == 0 else NullSink()
     run = _Run(cfg=TrainConfig(**loop_config.get("config", {})), loop=loop_config, rank=rank,
                world=world, sink=sink, rt=rt)
     try:
+        phase(run.sink, "worker_up", at=loop_started, rank=rank)
         _setup(run)
         _train(run)
         return _finish(run)
@@ -96,6 +102,7 @@ def _setup(run: _Run) -> None:
     from backend.training.base_models import resolve_base_model
 
     cfg = run.cfg
+    phase(run.sink, "imports")
     run.sink.stage("initializing")
     torch.manual_seed(cfg.seed)
     path = resolve_base_model(cfg.base_model, run.loop.get("home"))
@@ -103,10 +110,12 @@ def _setup(run: _Run) -> None:
     if run.tokenizer.pad_token_id is None:
         run.tokenizer.pad_token = run.tokenizer.eos_token
     _load_data(run)
+    phase(run.sink, "data")
     _load_model(run, path)
     _build_optimizer(run)
     restore(run)
     reseed(run)
+    phase(run.sink, "model")
     run.buffer = MetricBuffer(run.sink, int(run.loop.get("metrics_every_steps", 10)),
                               float(run.loop.get("metrics_every_s", 5.0)),
                               min_interval_s=float(run.loop.get("metrics_min_interval_s", 1.0)))
@@ -145,19 +154,24 @@ def _load_data(run: _Run) -> None:
 
 
 def _load_model(run: _Run, path: str) -> None:
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    cfg = run.cfg
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    from ray_jobs import precision
+    from ray_jobs.gpu_metrics import GpuMonitor
+
+    cfg = run.cfg  # device and dtypes from the job's hardware, not from the host (precision.py)
+    run.precision = precision.for_job(bool(run.loop.get("use_gpu")), cfg.gradient_checkpointing)
+    base = AutoModelForCausalLM.from_pretrained(path, local_files_only=True,
+                                                **precision.load_kwargs(run.precision))
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     run.inner = get_peft_model(base, lora)
+    precision.prepare(run.precision, run.inner)
     install_row_selection(run.inner)
     run.model = run.rt.prepare_model(run.inner)
     run.device = run.rt.device()
+    run.gpu = GpuMonitor(run.device)
 
 
 def _build_optimizer(run: _Run) -> None:
@@ -219,6 +233,8 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     step_s = time.perf_counter() - t0
     st["global_step"] += 1
     st["step_in_epoch"] += 1
+    if st["global_step"] == run.start_step + 1:
+        phase(run.sink, "first_step", step=st["global_step"])
     if run.loop.get("fail_at_step") == st["global_step"] and run.start_step == 0 \
             and run.rank == run.world - 1:
         raise RuntimeError(f"injected failure at step {st['global_step']} (fail_at_step)")
@@ -243,8 +259,8 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     point = {"epoch": epoch + 1, "step": st["global_step"], "training_loss": train_loss,
              "validation_loss": val_loss, "learning_rate": lr, "gradient_norm": grad_norm,
              "throughput": real_tokens / step_s if step_s > 0 else None,
-             "gpu_utilization": _gpu_utilization(), "tokens_processed": st["tokens_processed"],
-             "timestamp": utc_now()}
+             "gpu_utilization": None, "tokens_processed": st["tokens_processed"],
+             "timestamp": utc_now(), **run.gpu.gather(run.rank, run.world, allreduce)}
     run.buffer.add(point, _progress_args(run, epoch, point))
     every = cfg.checkpoint_every_steps
     if final_step or (st["global_step"] % every == 0 if every else last_in_epoch):
@@ -291,21 +307,11 @@ def _progress_args(run: _Run, epoch: int, point: dict[str, Any]) -> tuple:
     return (epoch + 1, st["global_step"], run.total_steps, percent, point, eta)
 
 
-def _gpu_utilization() -> float | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    try:
-        return float(torch.cuda.utilization())
-    except Exception:  # noqa: BLE001 - needs pynvml; optional
-        return None
-
-
 # ----- checkpoints and output --------------------------------------------------------------------
 def _finish(run: _Run) -> dict[str, Any] | None:
     """Rank 0 saves the adapter and tokenizer to ``output`` and returns the result dict."""
     run.buffer.flush()
+    run.gpu_final = run.gpu.gather(run.rank, run.world, allreduce)  # a collective: every rank
     if run.rank != 0:
         return None
     run.sink.stage("saving")
@@ -352,7 +358,12 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "total_epochs": run.cfg.num_epochs, "duration_seconds": duration,
         "avg_throughput": st["tokens_processed"] / duration if duration > 0 else None,
         "final_learning_rate": run.scheduler.get_last_lr()[0], "workers": run.world,
-        "device": str(run.device), "dataset": run.counts, "config": run.cfg.model_dump(),
+        "device": str(run.device), "dataset": run.counts,
+        "precision": {**run.precision.to_dict(),
+                      "attn_implementation": attention_in_use(run.inner)
+                      or run.precision.attn_implementation},
+        "gpu_peak_allocated_gb": run.gpu_final.get("gpu_peak_allocated_gb"),
+        "gpu_workers": run.gpu_final.get("gpu_workers"), "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
     }

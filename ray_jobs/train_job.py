@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from backend.errors import BrightRunError
+from ray_jobs.startup import phase
 
 
 def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
@@ -32,6 +33,8 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
         hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
     from backend.training.base_models import resolve_base_model
 
+    if hyper.get("gradient_checkpointing") is None:  # auto: what the estimate decided
+        hyper["gradient_checkpointing"] = bool(gpu.get("gradient_checkpointing"))
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
     from backend.jobs.progress import artifact_id_for
 
@@ -64,6 +67,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
             if is_cancelled(job_id):
                 return 0
             set_stage(job_id, "initializing")
+            phase(sink, "driver")
             sink.log("info", "preparing: reading the dataset and configuration")
             recipe = recipe_for_job(job_id, Path(tmp), fail_at_step)
             result = train(recipe)

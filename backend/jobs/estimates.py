@@ -15,6 +15,7 @@ from backend.db.session import session_scope
 from backend.errors import InvalidInput, NotFound
 from backend.training.estimation import (CalibrationSample, DatasetStatsInput, LengthPercentiles,
                                 budget_check, estimate)
+from backend.training.memory_check import last_memory_check
 from backend.schemas import UserInfo
 from backend.training.catalogs import from_preset
 from backend.training.config import TrainingConfig, apply_overrides
@@ -57,11 +58,13 @@ def model_spec(base_model: str):
                                                                       get_settings().home))
 
 
-def calibration_samples(s) -> list[CalibrationSample]:
-    """Measured throughput of finished jobs (from their model's training summary)."""
+def calibration_samples(s, user_id: str) -> list[CalibrationSample]:
+    """Measured throughput of the user's own finished jobs (from their model's training summary);
+    another user's jobs never shape (or show up in) this user's estimate. The estimate keeps only
+    those on the same hardware."""
     rows = s.execute(select(ModelArtifact.training_summary, TrainingJob.gpu_config)
                      .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
-                     .where(TrainingJob.status == "completed")
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
                      .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
     out = []
     for summary, gpu in rows:
@@ -73,13 +76,29 @@ def calibration_samples(s) -> list[CalibrationSample]:
     return out
 
 
+def memory_check_for(s, hardware_id: str, user_id: str) -> dict | None:
+    """The user's newest finished job on ``hardware_id`` whose measured peak memory can be held
+    against its prediction (``backend.training.memory_check``), as a dict; None when there is
+    none. Like the throughput calibration, another user's jobs never show up here."""
+    rows = s.scalars(select(ModelArtifact.training_summary)
+                     .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
+                     .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
+    check = last_memory_check(hardware_id, list(rows))
+    return check.to_dict() if check else None
+
+
 def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfig,
                          hardware_id: str, workers: int) -> dict:
     """Estimate + hardware + budget decision as one JSON-able dict.
 
     Raises NotFound (dataset, hardware, model size), InvalidInput (dataset not ready, workers).
     """
+    from backend.config import get_settings
+    from backend.training.target_modules import check_base_model_targets
+
     hw = get_hardware(hardware_id)
+    check_base_model_targets(config.base_model, config.target_modules, get_settings().home)
     spec = model_spec(config.base_model)
     with session_scope() as s:
         row = s.get(Dataset, dataset_id)
@@ -88,7 +107,9 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
             raise InvalidInput(f"dataset “{row.name}” is {row.status}, not ready for training",
                                code="dataset_not_ready",
                                hint="wait for validation, or fix the errors and upload again")
-        est = estimate(stats_input(row), config, hw, workers, spec, calibration_samples(s))
+        est = estimate(stats_input(row), config, hw, workers, spec,
+                       calibration_samples(s, actor.id))
+        check = memory_check_for(s, hw.id, actor.id) if hw.kind == "gpu" else None
         user = s.get(User, actor.id)
         spend = spend_this_month(s, actor.id)
         decision = budget_check(spend, est.cost.total, user.monthly_budget if user else None)
@@ -96,6 +117,7 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
     out["hardware"] = {"id": hw.id, "name": hw.name, "is_gpu": hw.kind == "gpu",
                        "memory_gb": hw.memory_gb, "cost_per_gpu_hour": hw.cost_per_gpu_hour}
     out["model_params"] = spec.params
+    out["memory_check"] = check
     out["budget"] = {**decision.to_dict(), "month_spend": spend,
                      "over_budget": not decision.allowed_without_confirmation}
     return out

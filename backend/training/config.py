@@ -127,6 +127,13 @@ class TrainingConfig(BaseModel):
         None, ge=1, le=1_000_000,
         description="Save a checkpoint (adapter + optimizer state) every N optimizer steps (and at the "
                     "end). Empty/none: at the end of every epoch. Checkpoints cost storage.")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute each layer's activations during the backward pass instead of "
+                    "keeping them: activation memory is kept only at each layer boundary "
+                    "(hidden states), at ~30 % more time per step. Empty/none: decided when the "
+                    "job is created — on for a GPU run the estimate says would not fit without "
+                    "it, off otherwise.")
     validation_fraction: float = Field(
         0.1, ge=0, le=0.5,
         description="Fraction of conversations held out to measure validation loss (chosen by a "
@@ -256,7 +263,17 @@ def parse_override(item: str) -> tuple[str, Any]:
                                      f"{', '.join(TrainingConfig.model_fields)}"])
     annotation = field.annotation
     if annotation == list[str]:
-        value: Any = json.loads(raw) if raw.startswith("[") else [p for p in raw.split(",") if p.strip()]
+        if not raw.startswith("["):
+            return key, [p for p in raw.split(",") if p.strip()]
+        try:
+            value: Any = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidTrainingConfig([f"{key}={raw!r}: not a valid JSON list ({exc.msg} at "
+                                         f"character {exc.pos + 1}); write a,b,c or "
+                                         f'["a","b","c"]']) from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidTrainingConfig([f"{key}={raw!r}: expected a list of names, e.g. "
+                                         f'["a","b"] or a,b'])
         return key, value
     if raw.lower() in _NONE_WORDS and _allows_none(annotation):
         return key, None

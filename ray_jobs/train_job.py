@@ -69,6 +69,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
             set_stage(job_id, "initializing")
             phase(sink, "driver")
             sink.log("info", "preparing: reading the dataset and configuration")
+            sink.flush_logs()  # written now, not with a later batch after newer lines
             recipe = recipe_for_job(job_id, Path(tmp), fail_at_step)
             result = train(recipe)
             save(recipe, result, sink)

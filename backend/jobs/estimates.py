@@ -121,3 +121,20 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
     out["budget"] = {**decision.to_dict(), "month_spend": spend,
                      "over_budget": not decision.allowed_without_confirmation}
     return out
+
+
+def inputs_version(actor: UserInfo, dataset_id: str) -> tuple:
+    """What an estimate of ``dataset_id`` for ``actor`` depends on besides the config, hardware
+    and workers, as one cheap read: the dataset's ``updated_at`` (its statistics), the finished
+    jobs the calibration learns from (count, latest), this month's spend and the budget. A cache
+    keyed by this and the form's values never serves an estimate its inputs have left behind."""
+    from sqlalchemy import func
+
+    with session_scope() as s:
+        row = s.get(Dataset, dataset_id)
+        check_owner(actor, row, "Dataset", dataset_id)
+        done = s.execute(select(func.count(TrainingJob.id), func.max(TrainingJob.completed_at))
+                         .where(TrainingJob.status == "completed")).one()
+        user = s.get(User, actor.id)
+        return (str(row.updated_at), row.status, int(done[0] or 0), str(done[1]),
+                spend_this_month(s, actor.id), user.monthly_budget if user else None)

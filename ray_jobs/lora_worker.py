@@ -7,6 +7,7 @@
 - ``dataset``: local path or ``file://`` URL of the JSONL dataset, or ``store:KEY`` for an object of
   the configured object store (every worker reads it);
 - ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
+  may be empty with ``upload_prefix``: rank 0 then uses a temporary folder of its own node;
 - ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
@@ -30,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -312,22 +315,30 @@ def _finish(run: _Run) -> dict[str, Any] | None:
     if run.rank != 0:
         return None
     run.sink.stage("saving")
-    if not run.loop.get("output"):
+    prefix = run.loop.get("upload_prefix")
+    if not run.loop.get("output") and not prefix:
         raise InvalidInput("loop_config has no `output` folder", code="invalid_output")
-    out = local_path(run.loop["output"], "output")
+    # no output folder: rank 0 writes to a folder of its own node, uploads it and removes it
+    # (the driver's paths may be on another machine)
+    out = local_path(run.loop["output"], "output") if run.loop.get("output") \
+        else Path(tempfile.mkdtemp(prefix="brightrun-adapter-"))
     out.mkdir(parents=True, exist_ok=True)
     run.inner.save_pretrained(out)
     run.tokenizer.save_pretrained(out)
     result = _result(run, out)
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
-    run.sink.log("info", f"adapter saved to {out}")
-    prefix = run.loop.get("upload_prefix")
     if prefix:
         from backend.storage import get_object_store
 
         result["uploaded"] = {"prefix": prefix,
                               "sizes": get_object_store().upload_dir(out, prefix)}
+        run.sink.log("info", f"adapter uploaded once, by rank 0, to {prefix}")
+        if not run.loop.get("output"):
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        run.sink.log("info", f"adapter saved to {out}")
+    getattr(run.sink, "flush_logs", lambda: None)()  # rank 0's buffered lines: before it exits
     return result
 
 

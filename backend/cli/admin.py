@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("amount", type=float)
     p.set_defaults(func=cmd_users_budget)
 
-    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed")
+    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed; "
+                       "remove what dead uploads left")
     p.add_argument("--loop", action="store_true", help="keep reconciling every --interval seconds")
     p.add_argument("--interval", type=float, default=None,
                    help="seconds between passes (default BRIGHTRUN_RECONCILE_INTERVAL_S)")

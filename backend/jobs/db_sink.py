@@ -73,18 +73,30 @@ class DbSink:
                             "worker failure")
 
     def completed(self, result: dict[str, Any]) -> None:
-        from backend.db.models import new_id
+        """Record the adapter as the job's model artifact. In a job, rank 0 uploaded it (from
+        whichever node it ran on) under ``models/{artifact_id}/`` and says so in ``uploaded``:
+        this only records it. Without ``uploaded`` (a run given no upload prefix) the adapter
+        folder must be on this machine and is uploaded here, under the same one prefix.
+        Raises InvalidInput when the adapter was uploaded elsewhere or is nowhere."""
+        from backend.errors import InvalidInput
         from backend.storage import get_object_store
 
         self.stage("saving")
-        artifact_id = self.artifact_id or new_id()
+        artifact_id = self.artifact_id or jp.artifact_id_for(self.job_id)
         prefix = f"models/{artifact_id}/"
         result = normalise_result(result)
-        uploaded = result.pop("uploaded", None) or {}
-        if uploaded.get("prefix") == prefix:  # rank 0 uploaded it (from whichever node it ran on)
+        uploaded = result.pop("uploaded", None)
+        if uploaded is not None:
+            if uploaded.get("prefix") != prefix:
+                raise InvalidInput(f"rank 0 uploaded the adapter to {uploaded.get('prefix')!r}, "
+                                   f"not to this job's {prefix!r}", code="artifact_mismatch")
             sizes = dict(uploaded["sizes"])
-        else:
+        elif result.get("adapter_dir") and Path(result["adapter_dir"]).is_dir():
             sizes = get_object_store().upload_dir(Path(result["adapter_dir"]), prefix)
+        else:
+            raise InvalidInput("the adapter was not uploaded by rank 0 and its folder "
+                               f"{result.get('adapter_dir')!r} is not on this node",
+                               code="adapter_missing")
         tok = sum(v for k, v in sizes.items() if "token" in k or k.endswith("chat_template.jinja"))
         artifacts = {
             "prefix": prefix,

@@ -1,13 +1,17 @@
 """Writes made while a training job runs (called from the Ray job, rank 0 / driver): stage and
 status transitions, metrics points, logs, checkpoints, progress, running cost, completion, failure.
 
-Every write retries through a short database outage (nothing lost) and metric points are inserted
-idempotently on (job_id, step), so a resumed run never duplicates a step.
+Every write retries through a short database outage (nothing lost) and metric points are written
+idempotently on (job_id, step): a resent batch gives the same rows and a step trained again after a
+restart replaces the old point, so the chart shows the attempt that produced the adapter. Once a
+job is cancelled, what its dying processes still send (logs, metric points, checkpoints) is
+dropped.
 """
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
@@ -41,6 +45,13 @@ def with_retry(fn: Callable[[], T], what: str, budget_s: float = RETRY_SECONDS) 
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
             dispose_engines()
+
+
+def artifact_id_for(job_id: str) -> str:
+    """The id of the model artifact job ``job_id`` produces, and so its object prefix
+    ``models/{id}/``: one per job, the same in every process (driver, rank 0, a retried driver),
+    so the adapter is uploaded once, under one prefix."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"brightrun:model-artifact:{job_id}"))
 
 
 def _job(s, job_id: str) -> TrainingJob:
@@ -90,13 +101,20 @@ def set_stage(job_id: str, stage: str) -> None:
     with_retry(go, f"stage {stage}")
 
 
+def _cancelled(s, job_id: str) -> bool:
+    """Whether the job was cancelled: what its dying processes still send is dropped."""
+    return s.scalar(select(TrainingJob.status).where(TrainingJob.id == job_id)) == "cancelled"
+
+
 def add_logs(job_id: str, entries: list[dict]) -> None:
-    """entries: {level, message, timestamp?, metadata?}"""
+    """entries: {level, message, timestamp?, metadata?}. Dropped once the job is cancelled."""
     if not entries:
         return
 
     def go() -> None:
         with session_scope() as s:
+            if _cancelled(s, job_id):
+                return
             for e in entries:
                 s.add(JobLog(job_id=job_id, level=str(e.get("level", "INFO")).upper()[:10],
                              message=str(e["message"]), timestamp=_ts(e.get("timestamp")),
@@ -113,28 +131,28 @@ def _ts(value) -> datetime:
 
 
 def append_metrics(job_id: str, points: list[dict]) -> int:
-    """Insert metric points whose step is not stored yet. Returns how many were inserted."""
+    """Store metric points, one per step: a point replaces a stored point of the same step (a
+    step trained again after a restart is the run that goes on; a batch resent after a database
+    hiccup gives the same rows). Within ``points`` the last point of a step wins. Dropped once the
+    job is cancelled. Returns how many steps were written."""
     if not points:
         return 0
+    by_step = {int(p["step"]): p for p in points}
 
     def go() -> int:
         with session_scope() as s:
-            steps = [int(p["step"]) for p in points]
-            have = set(s.scalars(select(MetricsPoint.step).where(
-                MetricsPoint.job_id == job_id, MetricsPoint.step.in_(steps))))
-            added = 0
-            for p in points:
-                if int(p["step"]) in have:
-                    continue
-                have.add(int(p["step"]))
-                s.add(MetricsPoint(job_id=job_id, epoch=int(p.get("epoch", 0)),
-                                   step=int(p["step"]), timestamp=_ts(p.get("timestamp")),
-                                   **{k: p.get(k) for k in METRIC_FIELDS}))
-                added += 1
-            if added:
-                s.flush()
-                refresh_rollups(s, job_id, min(steps), max(steps))
-            return added
+            if _cancelled(s, job_id):
+                return 0
+            steps = sorted(by_step)
+            s.execute(delete(MetricsPoint).where(MetricsPoint.job_id == job_id,
+                                                 MetricsPoint.step.in_(steps)))
+            s.add_all(MetricsPoint(job_id=job_id, epoch=int(p.get("epoch", 0)), step=step,
+                                   timestamp=_ts(p.get("timestamp")),
+                                   **{k: p.get(k) for k in METRIC_FIELDS})
+                      for step, p in by_step.items())
+            s.flush()
+            refresh_rollups(s, job_id, steps[0], steps[-1])
+            return len(steps)
     return with_retry(go, "metrics")
 
 
@@ -223,6 +241,8 @@ def add_checkpoint(job_id: str, *, step: int, epoch: int, loss: float | None, bu
                    path: str, size_bytes: int) -> None:
     def go() -> None:
         with session_scope() as s:
+            if _cancelled(s, job_id):
+                return
             exists = s.scalar(select(func.count()).select_from(Checkpoint).where(
                 Checkpoint.job_id == job_id, Checkpoint.step == step)) or 0
             if not exists:

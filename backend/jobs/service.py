@@ -13,11 +13,11 @@ from backend import states
 from backend.access import check_owner, scope
 from backend.config import get_settings
 from backend.costs import money_text
-from backend.db.models import (Checkpoint, Dataset, JobLog, MetricsPoint, ModelArtifact,
+from backend.db.models import (Checkpoint, Dataset, JobLog, ModelArtifact,
                                TrainingJob, utcnow)
 from backend.datasets.service import MISSING_GRACE_S, _age_s
 from backend.db.session import session_scope
-from backend.errors import BrightRunError, BudgetExceeded, InvalidInput, NotFound
+from backend.errors import BrightRunError, BudgetExceeded, InvalidInput
 from backend.jobs.estimates import build_config, estimate_for_dataset
 from backend.pagination import Page, clamp_page
 from backend.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo

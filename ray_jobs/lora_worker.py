@@ -42,7 +42,8 @@ from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
-from ray_jobs.worker_eval import evaluate, note_validation
+from ray_jobs.worker_eval import (choose_sample_prompts, evaluate, learning_summary,
+                                  measure_base, note_validation, record_samples)
 from ray_jobs.worker_state import Run as _Run
 from ray_jobs.worker_state import TrainConfig, allreduce
 
@@ -122,6 +123,7 @@ def _load_data(run: _Run) -> None:
                                             cfg.validation_seed)
     run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
     run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
+    choose_sample_prompts(run, val_convs)
     if not run.train:
         raise InvalidInput("the training split has no usable conversation", code="empty_dataset")
     batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
@@ -194,6 +196,7 @@ def lr_lambda(warmup: int, total: int, kind: str):
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
     run.sink.stage("training")
+    measure_base(run)
     run.train_started = time.monotonic()
     for epoch in range(st["epoch"], cfg.num_epochs):
         batches = shard_batches(make_batches(run.train, cfg.batch_size, cfg.seed, epoch),
@@ -232,6 +235,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
             run.sink.stage("validating")
         val_loss = evaluate(run)
         note_validation(run, epoch, val_loss, last_in_epoch)
+        record_samples(run, st["global_step"])
     if last_in_epoch:
         st["train_loss_history"].append(
             {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
@@ -344,4 +348,5 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "device": str(run.device), "dataset": run.counts, "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
+        **learning_summary(run, duration),
     }

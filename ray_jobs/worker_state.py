@@ -42,6 +42,7 @@ class Run:
     device: Any = None
     train: list = field(default_factory=list)
     val: list = field(default_factory=list)
+    prompts: list = field(default_factory=list)  # evaluation sample prompts (rank 0; eval_samples)
     counts: dict[str, Any] = field(default_factory=dict)
     steps_per_epoch: int = 0
     total_steps: int = 0

@@ -16,6 +16,7 @@ import streamlit as st
 from app.auth import current_user
 from app.job_widgets import job_label, maybe_reconcile
 from app.monitor_panels import charts, checkpoints, logs
+from app.monitor_samples import monitor_panel as samples
 from app.monitor_summary import cancel, current_metrics, header, outcome
 from app.widgets import handled, page_path, show_error
 from backend import states
@@ -80,6 +81,7 @@ def _live(actor, job_id: str, polling: bool) -> None:
         outcome(job)
         cancel(actor, job)
         charts(points)
+        samples(actor, job)
         logs(actor, job)
         checkpoints(actor, job)
     now = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")

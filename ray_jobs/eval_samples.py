@@ -7,7 +7,7 @@ base model's chat template and its generation prompt; the reference is that assi
 content. Answers are greedy (no sampling), at most :data:`MAX_NEW_TOKENS` new tokens, from the PEFT
 model with the adapter on, or off (``model.disable_adapter()``) for the base model's answers.
 
-:func:`choose_prompts` and :func:`sink_items` are pure; :func:`render` needs only a tokenizer;
+:func:`choose_prompts`, :func:`within_budget` and :func:`sink_items` are pure; :func:`render` needs only a tokenizer;
 :func:`generate` runs the model. Used by ``ray_jobs/worker_eval.py``.
 """
 from __future__ import annotations
@@ -96,6 +96,15 @@ def generate(model, tokenizer, prompts: list[SamplePrompt], *, adapter: bool = T
     finally:
         model.train(was_training)
     return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def within_budget(spent_s: float, last_s: float, elapsed_s: float, budget: float | None
+                  ) -> bool:
+    """Whether one more set of samples (costing about ``last_s``, the previous set's time) keeps
+    the samples' time within ``budget`` × the run's time; ``budget`` None or ≥ 1: always."""
+    if budget is None or budget >= 1:
+        return True
+    return spent_s + last_s <= budget * (elapsed_s + last_s)
 
 
 def sink_items(prompts: list[SamplePrompt], answers: list[str]) -> list[dict[str, Any]]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 
 from backend.training.data import IGNORE_INDEX, collate, make_batches
+from ray_jobs.checkpoints import elapsed
 from ray_jobs.losses import trained_loss_sum
 from ray_jobs.sinks import utc_now
 from ray_jobs.worker_state import Run, allreduce
+
+SAMPLES_BUDGET = 0.10  # most of a run's time the evaluation samples may take (between the ends)
 
 
 def evaluate(run: Run) -> float | None:
@@ -73,21 +76,31 @@ def measure_base(run: Run) -> None:
 
 def record_samples(run: Run, step: int) -> None:
     """Rank 0: greedy answers to the evaluation prompts (the base model's at step 0), sent to the
-    sink; the time spent is added to ``state["eval_samples_s"]`` and logged."""
-    from ray_jobs.eval_samples import generate, sink_items
+    sink; the time spent is added to ``state["eval_samples_s"]`` and logged. An evaluation between
+    the first and the last is skipped (and logged) when its samples would take the samples' share
+    of the run past ``loop["eval_samples_budget"]`` (default :data:`SAMPLES_BUDGET`)."""
+    from ray_jobs.eval_samples import generate, sink_items, within_budget
 
     if run.rank != 0 or not run.prompts:
+        return
+    st = run.state
+    spent = float(st.get("eval_samples_s", 0.0))
+    last = float(st.get("eval_samples_last_s", 0.0))
+    budget = run.loop.get("eval_samples_budget", SAMPLES_BUDGET)
+    if not (step == 0 or step == run.total_steps
+            or within_budget(spent, last, elapsed(run), budget)):
+        run.sink.log("info", f"evaluation samples skipped at step {step}: they would take more "
+                     f"than {budget:.0%} of the run's time so far")
         return
     t0 = time.perf_counter()
     answers = generate(run.inner, run.tokenizer, run.prompts, adapter=step > 0,
                        max_prompt_tokens=run.cfg.max_seq_length)
-    spent = time.perf_counter() - t0
-    st = run.state
-    st["eval_samples_s"] = st.get("eval_samples_s", 0.0) + spent
+    took = time.perf_counter() - t0
+    st["eval_samples_s"], st["eval_samples_last_s"] = spent + took, took
     run.sink.samples(step, sink_items(run.prompts, answers))
     run.sink.log("info", f"evaluation samples at step {step}: {len(answers)} answers in "
-                 f"{spent:.2f} s ({st['eval_samples_s']:.1f} s so far)",
-                 eval_samples_s=round(spent, 4))
+                 f"{took:.2f} s ({st['eval_samples_s']:.1f} s so far)",
+                 eval_samples_s=round(took, 4))
 
 
 def learning_summary(run: Run, duration_s: float) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ray_jobs.eval_samples import (MAX_NEW_TOKENS, SamplePrompt, choose_prompts, generate, render,
-                                   sink_items)
+                                   sink_items, within_budget)
 
 S, U, A = "system", "user", "assistant"
 
@@ -96,3 +96,41 @@ def test_generate_greedy_with_and_without_the_adapter(tiny_model_dir):
     assert generate(model, tok, []) == []
     short = generate(model, tok, prompts, max_new_tokens=2, max_prompt_tokens=8)
     assert all(len(tok(a, add_special_tokens=False)["input_ids"]) <= 4 for a in short)
+
+
+@pytest.mark.parametrize("spent,last,elapsed,budget,expected", [
+    (0.0, 1.0, 100.0, 0.1, True),     # 1 s of 101 s
+    (9.0, 1.0, 100.0, 0.1, True),     # 10 s of 101 s: just within 10 %
+    (10.0, 1.0, 100.0, 0.1, False),   # 11 s of 101 s
+    (10.0, 1.0, 10.0, 0.15, False),   # a fast run: the samples would dominate it
+    (10.0, 1.0, 10.0, None, True),    # no budget
+    (10.0, 1.0, 10.0, 1.0, True),
+])
+def test_within_budget(spent, last, elapsed, budget, expected):
+    assert within_budget(spent, last, elapsed, budget) is expected
+
+
+def test_the_loop_keeps_samples_within_their_budget_but_always_samples_both_ends(tmp_path):
+    import torch
+
+    from ray_jobs.lora_worker import train_loop_per_worker
+    from ray_jobs.runtime import InProcessRuntime
+    from ray_jobs.sinks import CollectingSink
+    from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
+
+    sink = CollectingSink()
+    config = dict(FAST, validation_seed=_split_seed(), num_epochs=2, eval_every_steps=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_loop_per_worker(
+            {"config": config, "dataset": SAMPLE_V4, "output": str(tmp_path / "adapter"),
+             "home": str(tmp_path / "home"), "sink": sink, "eval_samples_budget": 1e-6},
+            runtime=InProcessRuntime(str(tmp_path / "runs"), "run"))
+    finally:
+        torch.set_num_threads(threads)
+    last = result["total_steps"]
+    assert [e["step"] for e in sink.of("samples")] == [0, last]
+    skipped = [e["message"] for e in sink.of("log") if "samples skipped" in e["message"]]
+    assert len(skipped) == last - 1 and "at step 1:" in skipped[0]
+    assert result["eval_samples"]["seconds"] > 0

@@ -142,7 +142,7 @@ def test_cli_refuses_bad_input_with_exit_status_2(tmp_path, capsys):
 
 
 # ----- the worker loop, in-process ---------------------------------------------------------------
-def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink):
+def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink, **loop):
     """Run train_loop_per_worker in this process (Ray Train local mode: no cluster)."""
     import torch
     from ray.train import RunConfig, ScalingConfig
@@ -157,7 +157,7 @@ def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink):
             train_loop_per_worker,
             train_loop_config={"config": config, "dataset": SAMPLE_V4, "sink": sink,
                                "output": str(tmp_path / "adapter"), "home": str(tmp_path / "home"),
-                               "metrics_every_steps": 3},
+                               "metrics_every_steps": 3, **loop},
             scaling_config=ScalingConfig(num_workers=0),
             run_config=RunConfig(name="local", storage_path=str(tmp_path / "runs")))
         return trainer.fit().return_value
@@ -169,7 +169,7 @@ def test_worker_loop_reports_every_step_once_and_saves_the_adapter(tmp_path):
     sink = CollectingSink()
     config = dict(FAST, validation_seed=_split_seed(), gradient_accumulation_steps=2,
                   eval_every_steps=3, num_epochs=3)
-    result = _fit_local(tmp_path, config, sink)
+    result = _fit_local(tmp_path, config, sink, eval_samples_budget=1.0)  # samples at every eval
 
     stages = [e["stage"] for e in sink.of("stage")]
     assert stages == STAGES_IN_ORDER

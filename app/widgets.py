@@ -76,20 +76,24 @@ def status_badge(status: str | None) -> None:
     st.markdown(badge_markdown(status))
 
 
+def error_text(exc: BrightRunError) -> str:
+    """The message, then what to do about it, escaped, with any secret it quotes masked."""
+    from backend.config import mask_secrets
+
+    text = literal(mask_secrets(exc.message))
+    if exc.hint:
+        text += "  \n" + literal(mask_secrets(exc.hint))
+    return text
+
+
 def show_error(exc: BrightRunError) -> None:
     """A BrightRunError as a red box: the message, then what to do about it. Never a traceback."""
-    text = literal(exc.message)
-    if exc.hint:
-        text += "  \n" + literal(exc.hint)
-    st.error(text, icon=":material/error:")
+    st.error(error_text(exc), icon=":material/error:")
 
 
 def show_warning(exc: BrightRunError) -> None:
     """A BrightRunError that is expected in normal use (e.g. a Conflict) as a yellow box."""
-    text = literal(exc.message)
-    if exc.hint:
-        text += "  \n" + literal(exc.hint)
-    st.warning(text, icon=":material/warning:")
+    st.warning(error_text(exc), icon=":material/warning:")
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from backend.errors import InvalidInput
 from backend.pagination import Page, clamp_page
 from backend.schemas import ModelInfo, UserInfo
 from backend.storage import get_object_store
+from backend.text_checks import check_text
 
 SORTS = ("created_at", "quality", "name")
 
@@ -86,9 +87,10 @@ def update_model(actor: UserInfo, model_id: str, *, name: str | None = None,
             name = name.strip()
             if not 1 <= len(name) <= 200:
                 raise InvalidInput("model name must have 1 to 200 characters")
-            row.name = name
+            row.name = check_text(name, "model name")
         if description is not None:
-            row.description = description[:5000]
+            row.description = check_text(description[:5000], "description", multiline=True,
+                                         code="invalid_description")
         if status is not None and status != row.status:
             states.check("model", row.status, status)
             row.status = status

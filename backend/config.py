@@ -7,6 +7,7 @@ the variable.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -116,18 +117,44 @@ class Settings(BaseModel):
             shown = "" if value is None else str(value)
             if name in SECRET_FIELDS and value:
                 shown = "****"
-            shown = _mask_url_password(shown)
+            shown = mask_secrets(shown)
             rows.append((var, shown, Settings.model_fields[name].description or ""))
         return rows
 
 
-def _mask_url_password(value: str) -> str:
-    if "://" not in value or "@" not in value:
-        return value
-    parsed = urlparse(value)
-    if parsed.password:
-        return value.replace(f":{parsed.password}@", ":****@", 1)
-    return value
+# query parameters / key=value pairs whose value is a secret: the name contains one of these words
+# (password, sslpassword, secret_key, X-Amz-Signature, ...) or one of its parts (split at _ . -)
+# is one of _SECRET_PARTS (auth_token, api-key, key; but not max_tokens)
+_SECRET_WORDS = ("password", "passwd", "secret", "signature", "credential")
+_SECRET_PARTS = {"pwd", "token", "key", "apikey", "sig"}
+_PARAM = re.compile(r"(?<![\w.-])([\w.-]+)=([^&;\s'\"]*)")
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s'\"<>]*)")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret it may hold replaced by ``****``: the password of any URL
+    (``scheme://user:PASS@host``, any scheme, also refused ones) and the value of secret-looking
+    parameters (``?password=…``, ``&token=…``, ``secret_key=…``). Raises nothing."""
+    if not text:
+        return text
+
+    def url(m: re.Match) -> str:
+        rest = m.group(2)
+        at = rest.rfind("@")
+        if at > 0 and ":" in rest[:at]:
+            user = rest[:at].split(":", 1)[0]
+            rest = f"{user}:****{rest[at:]}"
+        return m.group(1) + rest
+
+    text = _URL.sub(url, str(text))
+    def param(m: re.Match) -> str:
+        name = m.group(1).lower()
+        if m.group(2) and (any(w in name for w in _SECRET_WORDS)
+                           or _SECRET_PARTS.intersection(re.split(r"[_.-]", name))):
+            return f"{m.group(1)}=****"
+        return m.group(0)
+
+    return _PARAM.sub(param, text)
 
 
 def _parse_bool(var: str, raw: str) -> bool:
@@ -175,16 +202,19 @@ def _check_urls(values: dict[str, object]) -> None:
     db = str(values["database_url"])
     scheme = db.split(":", 1)[0]
     if "://" not in db or scheme not in SUPPORTED_DB_SCHEMES:
-        raise ConfigError(f"BRIGHTRUN_DATABASE_URL={db!r} has an unsupported scheme {scheme!r}; "
+        raise ConfigError(f"BRIGHTRUN_DATABASE_URL={mask_secrets(repr(db))} has an unsupported "
+                          f"scheme {scheme!r}; "
                           f"supported: sqlite:///PATH, postgresql+psycopg://USER:PASS@HOST/DB")
     st = str(values["storage_url"])
     sscheme = st.split(":", 1)[0]
     if "://" not in st or sscheme not in SUPPORTED_STORAGE_SCHEMES:
-        raise ConfigError(f"BRIGHTRUN_STORAGE_URL={st!r} has an unsupported scheme {sscheme!r}; "
+        raise ConfigError(f"BRIGHTRUN_STORAGE_URL={mask_secrets(repr(st))} has an unsupported "
+                          f"scheme {sscheme!r}; "
                           f"supported: file:///PATH, s3://BUCKET")
     if sscheme == "s3":
         if not urlparse(st).netloc:
-            raise ConfigError(f"BRIGHTRUN_STORAGE_URL={st!r} names no bucket; use s3://BUCKET")
+            raise ConfigError(f"BRIGHTRUN_STORAGE_URL={mask_secrets(repr(st))} names no bucket; "
+                              "use s3://BUCKET")
         if not values.get("s3_endpoint"):
             raise ConfigError("BRIGHTRUN_S3_ENDPOINT is required when BRIGHTRUN_STORAGE_URL is s3://…")
     auth = values.get("auth")

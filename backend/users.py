@@ -11,12 +11,18 @@ from backend.config import get_settings
 from backend.db.models import User
 from backend.db.session import session_scope
 from backend.errors import AccessDenied, AuthError, Conflict, InvalidInput, NotFound
+from backend.login_throttle import LoginThrottle
 from backend.schemas import UserInfo
+from backend.text_checks import check_text
 
 ROLES = ("user", "admin", "billing_admin")
 LOCAL_EMAIL = "local@brightrun.local"
 _hasher = PasswordHasher()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# verified for unknown e-mails so they take as long as known ones (timing tells nobody who exists)
+_DUMMY_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$1aBj/VAOwGRWP2+fjM9RNA$"
+               "JbFwv6gm9YPCAL9/5gSxiE+4pX/hxd3k0IIV/JE/RQo")
+throttle = LoginThrottle()
 
 
 def ensure_local_user() -> UserInfo:
@@ -43,6 +49,7 @@ def create_user(email: str, name: str, password: str, role: str = "user",
         raise InvalidInput("password must have at least 8 characters")
     if not 1 <= len(name.strip()) <= 100:
         raise InvalidInput("name must have 1 to 100 characters")
+    check_text(name, "name")
     _check_budget(monthly_budget)
     with session_scope() as s:
         if s.scalar(select(User).where(User.email == email)) is not None:
@@ -55,16 +62,31 @@ def create_user(email: str, name: str, password: str, role: str = "user",
 
 
 def authenticate(email: str, password: str) -> UserInfo:
-    """Check a password. Raises AuthError with one message for unknown user or wrong password."""
+    """Check a password. Raises AuthError with one message for unknown user or wrong password, in
+    the same time (an unknown e-mail is checked against a dummy hash), or AuthError
+    ``login_throttled`` after too many failures (:mod:`backend.login_throttle`)."""
+    email = (email or "").strip().lower()
+    throttle.check(email)
     with session_scope() as s:
-        row = s.scalar(select(User).where(User.email == email.strip().lower()))
-        if row is None or not row.password_hash:
-            raise AuthError("wrong e-mail or password")
+        row = s.scalar(select(User).where(User.email == email))
+        stored = row.password_hash if row is not None and row.password_hash else None
         try:
-            _hasher.verify(row.password_hash, password)
+            ok = _hasher.verify(stored or _dummy_hash(), password or "") and stored is not None
         except (VerificationError, InvalidHashError):
-            raise AuthError("wrong e-mail or password") from None
+            ok = False
+        if not ok:
+            throttle.failed(email)
+            raise AuthError("wrong e-mail or password")
+        throttle.succeeded(email)
         return UserInfo.model_validate(row)
+
+
+def _dummy_hash() -> str:
+    """A hash with the hasher's current parameters, so verifying it costs what a real one does."""
+    global _DUMMY_HASH
+    if _hasher.check_needs_rehash(_DUMMY_HASH):
+        _DUMMY_HASH = _hasher.hash("brightrun-timing-dummy")
+    return _DUMMY_HASH
 
 
 def get_user(user_id: str) -> UserInfo:

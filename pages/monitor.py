@@ -15,6 +15,7 @@ import streamlit as st
 
 from app.auth import current_user
 from app.job_widgets import job_label, maybe_reconcile
+from app.monitor_startup import startup
 from app.monitor_panels import charts, checkpoints, logs
 from app.monitor_samples import monitor_panel as samples
 from app.monitor_summary import cancel, current_metrics, header, outcome
@@ -78,6 +79,7 @@ def _live(actor, job_id: str, polling: bool) -> None:
     with handled():
         points = jobs.job_metrics(actor, job.id, max_points=1000)
         current_metrics(job, points)
+        startup(actor, job)
         outcome(job)
         cancel(actor, job)
         charts(points)

@@ -41,6 +41,7 @@ from backend.training.data import (
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
+from ray_jobs.startup import phase
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 from ray_jobs.worker_eval import (choose_sample_prompts, evaluate, learning_summary,
                                   measure_base, note_validation, record_samples)
@@ -60,12 +61,14 @@ def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
     Ray Train calls go: Ray Train when omitted (a TorchTrainer worker), or the driver's own
     :class:`~ray_jobs.runtime.InProcessRuntime`.
     """
+    loop_started = time.time()
     rt = runtime or RayTrainRuntime()
     rank, world = rt.context()
     sink = make_sink(loop_config.get("sink")) if rank == 0 else NullSink()
     run = _Run(cfg=TrainConfig(**loop_config.get("config", {})), loop=loop_config, rank=rank,
                world=world, sink=sink, rt=rt)
     try:
+        phase(run.sink, "worker_up", at=loop_started, rank=rank)
         _setup(run)
         _train(run)
         return _finish(run)
@@ -94,6 +97,7 @@ def _setup(run: _Run) -> None:
     from backend.training.base_models import resolve_base_model
 
     cfg = run.cfg
+    phase(run.sink, "imports")
     run.sink.stage("initializing")
     torch.manual_seed(cfg.seed)
     path = resolve_base_model(cfg.base_model, run.loop.get("home"))
@@ -101,10 +105,12 @@ def _setup(run: _Run) -> None:
     if run.tokenizer.pad_token_id is None:
         run.tokenizer.pad_token = run.tokenizer.eos_token
     _load_data(run)
+    phase(run.sink, "data")
     _load_model(run, path)
     _build_optimizer(run)
     restore(run)
     reseed(run)
+    phase(run.sink, "model")
     run.buffer = MetricBuffer(run.sink, int(run.loop.get("metrics_every_steps", 10)),
                               float(run.loop.get("metrics_every_s", 5.0)),
                               min_interval_s=float(run.loop.get("metrics_min_interval_s", 1.0)))
@@ -219,6 +225,8 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     step_s = time.perf_counter() - t0
     st["global_step"] += 1
     st["step_in_epoch"] += 1
+    if st["global_step"] == run.start_step + 1:
+        phase(run.sink, "first_step", step=st["global_step"])
     if run.loop.get("fail_at_step") == st["global_step"] and run.start_step == 0 \
             and run.rank == run.world - 1:
         raise RuntimeError(f"injected failure at step {st['global_step']} (fail_at_step)")

@@ -113,6 +113,7 @@ def train(recipe: Recipe):
     from ray.train.torch import TorchTrainer
 
     recipe.started_ray = connect_ray(recipe.ray_address)
+    _phase(recipe, "worker_group", workers=recipe.workers)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config(recipe),
@@ -157,6 +158,14 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
             _log(recipe, "warning", f"training failed ({_failure_message(exc)}); restarting from "
                  f"the last checkpoint (retry {attempt + 1} of {recipe.max_failures})")
     raise AssertionError("unreachable")
+
+
+def _phase(recipe: Recipe, name: str, **meta: Any) -> None:
+    from ray_jobs.startup import phase
+
+    sink = make_sink(recipe.sink_spec)
+    phase(sink, name, **meta)
+    getattr(sink, "flush_logs", lambda: None)()
 
 
 def _log(recipe: Recipe, level: str, message: str) -> None:

@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from backend.errors import BrightRunError
+from ray_jobs.startup import phase
 
 
 def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
@@ -64,6 +65,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
             if is_cancelled(job_id):
                 return 0
             set_stage(job_id, "initializing")
+            phase(sink, "driver")
             sink.log("info", "preparing: reading the dataset and configuration")
             recipe = recipe_for_job(job_id, Path(tmp), fail_at_step)
             result = train(recipe)

@@ -1,7 +1,8 @@
 """The command line: ``brightrun …`` / ``python -m backend.cli …`` — a thin layer over services.
 
 Errors raised by services (BrightRunError) are printed as one line with their code; exit status 1
-(2 for usage errors). No tracebacks for expected errors.
+(2 for usage errors). No tracebacks for expected errors. Error messages can quote user text and
+settings: secrets are masked and control characters shown visibly (``backend.cli.common.visible``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BrightRunError as exc:
-        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        from backend.cli.common import visible
+        from backend.config import mask_secrets
+
+        print(f"error [{exc.code}]: {visible(mask_secrets(str(exc)), one_line=True)}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from backend.cli.common import actor, console, money, print_json, table
+from backend.cli.common import actor, console, money, print_json, safe, table
 
 
 def register(sub) -> None:
@@ -83,7 +83,7 @@ def cmd_users_create(args) -> int:
 
     password = args.password or os.environ.get("BRIGHTRUN_NEW_PASSWORD") or getpass.getpass()
     u = create_user(args.email, args.name, password, args.role, args.budget)
-    console.print(f"created {u.role} {u.email} ({u.id})")
+    console.print(f"created {u.role} {safe(u.email)} ({u.id})")
     return 0
 
 
@@ -104,7 +104,7 @@ def cmd_users_budget(args) -> int:
 
     target = find_user(args.email)
     u = set_budget(actor(args), target.id, args.amount or None)
-    console.print(f"{u.email}: monthly budget {money(u.monthly_budget)}")
+    console.print(f"{safe(u.email)}: monthly budget {money(u.monthly_budget)}")
     return 0
 
 
@@ -183,7 +183,7 @@ def cmd_ray_start(args) -> int:
 
     gw = get_gateway()
     if gw.is_remote:
-        console.print(f"using the Ray cluster at {gw.address}")
+        console.print(f"using the Ray cluster at {safe(gw.address)}")
         return 0
     head = gw.ensure_local_head()
     console.print(f"local Ray head up: {head.address} (pid {head.pid})")
@@ -201,5 +201,5 @@ def cmd_ray_status(args) -> int:
     from backend.cluster.gateway import get_gateway
 
     gw = get_gateway()
-    console.print(f"Ray Job API: {gw.address} ({'remote' if gw.is_remote else 'local'})")
+    console.print(f"Ray Job API: {safe(gw.address)} ({'remote' if gw.is_remote else 'local'})")
     return 0

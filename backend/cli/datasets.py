@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from backend.cli.common import actor, console, err_console, print_json, table
+from backend.cli.common import actor, console, err_console, print_json, safe, table
 
 SHOW_FIELDS = ("id", "name", "description", "status", "format", "file_name", "file_size",
                "total_conversations", "total_training_pairs", "total_validation_pairs",
@@ -71,7 +71,7 @@ def cmd_upload(args) -> int:
 
     who = actor(args)
     if not os.path.isfile(args.file):
-        raise InvalidInput(f"no such file: {args.file}", code="file_not_found")
+        raise InvalidInput(f"no such file: {args.file!r}", code="file_not_found")
     size = os.path.getsize(args.file)
     with open(args.file, "rb") as fh, Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -119,17 +119,20 @@ def _emit(info, as_json: bool) -> None:
         return
     st = info.statistics or {}
     pct = st.get("length_percentiles") or {}
-    console.print(f"[bold]{info.name}[/bold] ({info.id}) — {info.status}, format {info.format}")
+    console.print(f"[bold]{safe(info.name, one_line=True)}[/bold] ({info.id}) — {info.status}, "
+                  f"format {safe(info.format)}")
+    if info.description:
+        console.print(f"  {safe(info.description)}", highlight=False)
     if info.total_conversations is not None:
         console.print(f"  {info.total_conversations} conversations, {info.total_training_pairs} "
                       f"training pairs ({info.total_validation_pairs} held out), "
                       f"{info.total_tokens} tokens ({info.assistant_tokens} trained) "
-                      f"with {info.tokenizer_name}")
+                      f"with {safe(info.tokenizer_name)}")
         if pct:
             console.print(f"  tokens per conversation p10 {pct.get('p10')} · p50 {pct.get('p50')}"
                           f" · p90 {pct.get('p90')} · max {pct.get('max')}")
     if info.error_message:
-        console.print(f"  [red]{info.error_message}[/red]", markup=True, highlight=False)
+        console.print(f"  [red]{safe(info.error_message)}[/red]", markup=True, highlight=False)
     issues = info.validation_errors or []
     if issues:
         table(f"Problems ({info.error_count} errors, {info.warning_count} warnings; first "
@@ -174,7 +177,7 @@ def cmd_rename(args) -> int:
     from backend.datasets.service import update_dataset
 
     info = update_dataset(actor(args), args.id, name=args.name, description=args.description)
-    console.print(f"renamed {info.id} to {info.name!r}", markup=False)
+    console.print(f"renamed {info.id} to “{safe(info.name, one_line=True)}”")
     return 0
 
 
@@ -182,5 +185,5 @@ def cmd_delete(args) -> int:
     from backend.datasets.service import delete_dataset
 
     delete_dataset(actor(args), args.id)
-    console.print(f"deleted {args.id}")
+    console.print(f"deleted {safe(args.id)}")
     return 0

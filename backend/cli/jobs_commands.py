@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from backend.cli.common import actor, console, err_console, money, print_json, table
+from backend.cli.common import actor, console, err_console, money, print_json, safe, table
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -61,7 +61,8 @@ def cmd_estimate(args) -> int:
         print_json(est)
         return 0
     c, v = est["cost"], est["vram"]
-    console.print(f"[bold]{args.workers} × {est['hardware']['name']}[/bold], preset {args.preset}"
+    console.print(f"[bold]{args.workers} × {safe(est['hardware']['name'])}[/bold], preset "
+                  f"{args.preset}"
                   f", {config.num_epochs} epoch(s), {est['total_steps']} steps")
     console.print(f"  tokens to train {est['tokens_to_train']:,} (+{est['eval_tokens']:,} eval) at "
                   f"{est['throughput_tokens_per_s']:,.0f} tok/s"
@@ -78,7 +79,7 @@ def cmd_estimate(args) -> int:
                       f"({b['percent']:.0f} %)" + (" — [red]over budget[/red]"
                                                     if b["over_budget"] else ""))
     for w in est.get("warnings", []):
-        console.print(f"  [yellow]warning:[/yellow] {w}", highlight=False)
+        console.print(f"  [yellow]warning:[/yellow] {safe(w)}", highlight=False)
     return 0
 
 
@@ -130,14 +131,15 @@ def _emit(job, as_json: bool) -> None:
     if as_json:
         print_json(job.to_json())
         return
-    console.print(f"[bold]{job.name or job.id}[/bold] ({job.id}) — {job.status}, stage "
-                  f"{job.current_stage}, {job.progress:.0f} %, dataset {job.dataset_name}")
+    console.print(f"[bold]{safe(job.name or job.id, one_line=True)}[/bold] ({job.id}) — "
+                  f"{job.status}, stage {job.current_stage}, {job.progress:.0f} %, dataset "
+                  f"{safe(job.dataset_name, one_line=True)}")
     console.print(f"  cost {money(job.current_cost)} of estimated {money(job.estimated_total_cost)}"
                   + (f"; model {job.artifact_id}" if job.artifact_id else ""))
     if job.current_metrics:
-        console.print(f"  metrics {job.current_metrics}", highlight=False, markup=False)
+        console.print(f"  metrics {safe(job.current_metrics)}", highlight=False)
     if job.error_message:
-        console.print(f"  error: {job.error_message}", style="red", highlight=False, markup=False)
+        console.print(f"  error: {safe(job.error_message)}", style="red", highlight=False)
 
 
 def cmd_list(args) -> int:
@@ -147,9 +149,9 @@ def cmd_list(args) -> int:
     if args.json:
         print_json([j.to_json() for j in page.items])
         return 0
-    table(f"Jobs ({page.total})", ["id", "dataset", "preset", "status", "progress", "cost",
-                                   "created"],
-          [(j.id, j.dataset_name, j.preset_id, j.status, f"{j.progress:.0f} %",
+    table(f"Jobs ({page.total})", ["id", "name", "dataset", "preset", "status", "progress",
+                                   "cost", "created"],
+          [(j.id, j.name, j.dataset_name, j.preset_id, j.status, f"{j.progress:.0f} %",
             money(j.current_cost), j.created_at.strftime("%Y-%m-%d %H:%M")) for j in page.items])
     return 0
 
@@ -178,6 +180,6 @@ def cmd_logs(args) -> int:
     from backend.jobs.service import job_logs
 
     for line in job_logs(actor(args), args.id, level=args.level, limit=args.limit):
-        console.print(f"{line.timestamp:%H:%M:%S} {line.level:<7} {line.message}", markup=False,
+        console.print(f"{line.timestamp:%H:%M:%S} {line.level:<7} {safe(line.message)}",
                       highlight=False)
     return 0

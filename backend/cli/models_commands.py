@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.cli.common import actor, console, print_json, table
+from backend.cli.common import actor, console, print_json, safe, table, visible
 
 
 def register(sub) -> None:
@@ -47,9 +47,12 @@ def cmd_show(args) -> int:
     if args.json:
         print_json(m.to_json() | {"lineage": lineage(who, args.id)})
         return 0
-    console.print(f"[bold]{m.name}[/bold] {m.version} ({m.id}) — {m.status}, base {m.base_model}")
-    console.print(f"  quality {m.quality_metrics}", markup=False, highlight=False)
-    console.print(f"  summary {m.training_summary}", markup=False, highlight=False)
+    console.print(f"[bold]{safe(m.name, one_line=True)}[/bold] {safe(m.version)} ({m.id}) — "
+                  f"{m.status}, base {safe(m.base_model)}")
+    if m.description:
+        console.print(f"  {safe(m.description)}", highlight=False)
+    console.print(f"  quality {safe(m.quality_metrics)}", highlight=False)
+    console.print(f"  summary {safe(m.training_summary)}", highlight=False)
     return 0
 
 
@@ -60,7 +63,7 @@ def cmd_download(args) -> int:
     who = actor(args)
     if args.urls:
         for f in download_urls(who, args.id):
-            print(f"{f['name']}: {f['url']}")  # plain print: rich would fold long URLs at 80 cols
+            print(f"{visible(f['name'], one_line=True)}: {visible(f['url'], one_line=True)}")  # plain print: rich would fold long URLs at 80 cols
         return 0
     if not args.out:
         raise InvalidInput("give --out FOLDER to download into (or --urls to print the links)")
@@ -71,5 +74,5 @@ def cmd_download(args) -> int:
         with open_file(who, args.id, f["name"]) as src, open(dest, "wb") as fh:
             while chunk := src.read(1 << 20):
                 fh.write(chunk)
-        console.print(f"{dest} ({f['size']:,} bytes)")
+        console.print(f"{safe(dest)} ({f['size']:,} bytes)", highlight=False)
     return 0

@@ -18,6 +18,7 @@ from backend.notifications import notify
 from backend.pagination import Page, clamp_page
 from backend.schemas import DatasetInfo, UserInfo
 from backend.storage import get_object_store, sanitize_filename
+from backend.text_checks import check_text
 
 log = logging.getLogger(__name__)
 FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", "alpaca")
@@ -38,8 +39,11 @@ def _check_meta(name: str, description: str | None, fmt: str | None) -> str:
     name = (name or "").strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("dataset name must have 1 to 200 characters", code="invalid_name")
+    check_text(name, "dataset name")
     if description is not None and len(description) > 5000:
         raise InvalidInput("description must have at most 5000 characters", code="invalid_description")
+    if description is not None:
+        check_text(description, "description", multiline=True, code="invalid_description")
     if fmt is not None and fmt not in FORMATS:
         raise InvalidInput(f"format {fmt!r} is not one of {', '.join(FORMATS)} (or leave it out to "
                            f"detect it)", code="invalid_format")

@@ -57,11 +57,13 @@ def model_spec(base_model: str):
                                                                       get_settings().home))
 
 
-def calibration_samples(s) -> list[CalibrationSample]:
-    """Measured throughput of finished jobs (from their model's training summary)."""
+def calibration_samples(s, user_id: str) -> list[CalibrationSample]:
+    """Measured throughput of the user's own finished jobs (from their model's training summary);
+    another user's jobs never shape (or show up in) this user's estimate. The estimate keeps only
+    those on the same hardware."""
     rows = s.execute(select(ModelArtifact.training_summary, TrainingJob.gpu_config)
                      .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
-                     .where(TrainingJob.status == "completed")
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
                      .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
     out = []
     for summary, gpu in rows:
@@ -79,7 +81,11 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
 
     Raises NotFound (dataset, hardware, model size), InvalidInput (dataset not ready, workers).
     """
+    from backend.config import get_settings
+    from backend.training.target_modules import check_base_model_targets
+
     hw = get_hardware(hardware_id)
+    check_base_model_targets(config.base_model, config.target_modules, get_settings().home)
     spec = model_spec(config.base_model)
     with session_scope() as s:
         row = s.get(Dataset, dataset_id)
@@ -88,7 +94,8 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
             raise InvalidInput(f"dataset “{row.name}” is {row.status}, not ready for training",
                                code="dataset_not_ready",
                                hint="wait for validation, or fix the errors and upload again")
-        est = estimate(stats_input(row), config, hw, workers, spec, calibration_samples(s))
+        est = estimate(stats_input(row), config, hw, workers, spec,
+                       calibration_samples(s, actor.id))
         user = s.get(User, actor.id)
         spend = spend_this_month(s, actor.id)
         decision = budget_check(spend, est.cost.total, user.monthly_budget if user else None)

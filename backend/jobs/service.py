@@ -51,8 +51,10 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
     not on this machine), BudgetExceeded (over budget without ``allow_over_budget``). A failed Ray
     submission leaves the job ``failed`` with the reason, never ``queued``.
     """
+    from backend.text_checks import check_text
     from backend.training.base_models import resolve_base_model
 
+    name = check_text((name or "").strip()[:200], "job name") or None
     config = build_config(preset_id, base_model=base_model, overrides=overrides)
     resolve_base_model(config.base_model, get_settings().home)  # must exist locally
     est = estimate_for_dataset(actor, dataset_id, config, hardware_id, workers)
@@ -70,7 +72,7 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         hw = est["hardware"]
         row = TrainingJob(
             user_id=actor.id, dataset_id=dataset_id, parent_model_id=parent_model_id,
-            name=(name or "").strip()[:200] or None, preset_id=preset_id,
+            name=name, preset_id=preset_id,
             hyperparameters=config.model_dump(mode="json"),
             gpu_config={"gpu_type": hw["id"], "num_gpus": workers if hw["is_gpu"] else 0,
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],
@@ -108,7 +110,8 @@ def submit_job(job_id: str) -> str | None:
         return None
     with session_scope() as s:
         s.get(TrainingJob, job_id).external_job_id = sub
-        s.add(JobLog(job_id=job_id, level="INFO", message=f"submitted to Ray as {sub}"))
+        s.add(JobLog(job_id=job_id, level="INFO", message=f"submitted to Ray as {sub}",
+                     metadata_={"phase": "submitted", "at": round(time.time(), 3)}))
     return sub
 
 

@@ -256,7 +256,17 @@ def parse_override(item: str) -> tuple[str, Any]:
                                      f"{', '.join(TrainingConfig.model_fields)}"])
     annotation = field.annotation
     if annotation == list[str]:
-        value: Any = json.loads(raw) if raw.startswith("[") else [p for p in raw.split(",") if p.strip()]
+        if not raw.startswith("["):
+            return key, [p for p in raw.split(",") if p.strip()]
+        try:
+            value: Any = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidTrainingConfig([f"{key}={raw!r}: not a valid JSON list ({exc.msg} at "
+                                         f"character {exc.pos + 1}); write a,b,c or "
+                                         f'["a","b","c"]']) from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidTrainingConfig([f"{key}={raw!r}: expected a list of names, e.g. "
+                                         f'["a","b"] or a,b'])
         return key, value
     if raw.lower() in _NONE_WORDS and _allows_none(annotation):
         return key, None

@@ -55,3 +55,18 @@ def test_notifications_and_costs_commands(db, capsys):
     assert main(["costs", "summary", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["total"] == 0 and set(s["by_type"]) == {"compute", "storage", "data_transfer"}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("target_modules=[bad", "target_modules='[bad': not a valid JSON list"),
+    ("target_modules=q_proj,c_attn", "'c_attn' not found in base model"),
+])
+def test_jobs_estimate_bad_override_is_one_clear_line(db, capsys, override, message):
+    from tests.pages.conftest import make_dataset
+    from backend.users import ensure_local_user
+
+    ds = make_dataset(ensure_local_user(), "d")
+    for cmd in ("estimate", "create"):
+        assert main(["jobs", cmd, "--dataset", ds.id, "--set", override]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

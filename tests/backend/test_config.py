@@ -76,3 +76,57 @@ def test_cli_bad_settings_one_clear_line(tmp_path, env, needle):
 def test_cli_config_prints_masked(tmp_path):
     r = _cli("config", "--json", BRIGHTRUN_HOME=str(tmp_path), BRIGHTRUN_S3_SECRET_KEY="zzz")
     assert r.returncode == 0 and '"****"' in r.stdout and "zzz" not in r.stdout
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("postgresql+psycopg://u:pw-1@h:5432/db", "pw-1"),
+    ("postgres://u:pw-2@h/db", "pw-2"),
+    ("mysql://root:pw-3@h/x", "pw-3"),
+    ("postgresql://u@h/db?sslmode=require&password=pw-4", "pw-4"),
+    ("postgresql://h/db?PASSWORD=pw-5", "pw-5"),
+    ("s3://b?secret_key=pw-6&region=x", "pw-6"),
+    ("http://h/?token=pw-7", "pw-7"),
+    ("http://h/?auth_token=pw-11&api-key=pw-12", "pw-1"),
+    ("https://h/o?X-Amz-Signature=pw-13", "pw-13"),
+    ("error: 'postgres://:pw-8@h' refused", "pw-8"),
+    ("postgresql://u:p@ss-9@h/db", "ss-9"),
+    ("host=h user=u password=pw-10 dbname=x", "pw-10"),
+])
+def test_mask_secrets_every_url_shape(text, secret):
+    from backend.config import mask_secrets
+
+    masked = mask_secrets(text)
+    assert secret not in masked and "****" in masked
+
+
+@pytest.mark.parametrize("text", ["sqlite:////tmp/x.db", "file:///tmp/objects", "s3://bucket",
+                                  "http://minio:9000", "postgresql://u@h/db?sslmode=require",
+                                  "max_tokens=512 batch_size=8", "tokenizer_name=x"])
+def test_mask_secrets_leaves_the_rest(text):
+    from backend.config import mask_secrets
+
+    assert mask_secrets(text) == text
+
+
+def test_masked_in_describe_and_refused_url_errors(tmp_path):
+    s = load_settings({"BRIGHTRUN_HOME": str(tmp_path),
+                       "BRIGHTRUN_DATABASE_URL": "postgresql+psycopg://u@h/db?password=qq-secret"})
+    shown = {var: value for var, value, _ in s.describe()}
+    assert "qq-secret" not in shown["BRIGHTRUN_DATABASE_URL"]
+    assert shown["BRIGHTRUN_DATABASE_URL"].startswith("postgresql+psycopg://u@h/db")
+    for var, url in (("BRIGHTRUN_DATABASE_URL", "postgres://u:zz-secret@h/db"),
+                     ("BRIGHTRUN_STORAGE_URL", "ftp://u:zz-secret@h/b")):
+        with pytest.raises(ConfigError) as err:
+            load_settings({"BRIGHTRUN_HOME": str(tmp_path), var: url})
+        assert "zz-secret" not in str(err.value) and "****" in str(err.value)
+
+
+@pytest.mark.parametrize("env", [
+    {"BRIGHTRUN_DATABASE_URL": "postgres://u:zz-secret@h/db"},
+    {"BRIGHTRUN_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:1/x?password=zz-secret"},
+])
+def test_cli_never_prints_a_database_password(tmp_path, env):
+    for args in (("config",), ("config", "--json"), ("datasets", "list")):
+        r = _cli(*args, BRIGHTRUN_HOME=str(tmp_path), **env)
+        assert "zz-secret" not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr

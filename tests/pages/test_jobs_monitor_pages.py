@@ -213,3 +213,24 @@ def test_reconcile_runs_at_most_every_ten_seconds(actor):
     assert maybe_reconcile(now=1e9) is True
     assert maybe_reconcile(now=1e9 + 1) is False
     assert maybe_reconcile(now=1e9 + RECONCILE_EVERY_S + 0.1) is True
+
+
+def test_monitor_shows_the_start_up_timeline_while_a_job_waits(actor):
+    import time as _time
+
+    from backend.jobs import progress as jp
+
+    d = make_dataset(actor, "d")
+    job = new_job(actor, d.id, name="waiting")
+    now = _time.time()
+    jp.add_logs(job.id, [{"level": "INFO", "message": "start-up: driver",
+                          "metadata": {"phase": "driver", "at": now}},
+                         {"level": "INFO", "message": "start-up: group",
+                          "metadata": {"phase": "worker_group", "at": now + 1.5}}])
+    at = open_app("monitor", {"job_id": job.id})
+    assert not at.exception, at.exception
+    [box] = [e for e in at.expander if e.label.startswith("Start-up timeline")]
+    table = " ".join(m.value for m in box.markdown)
+    assert "job driver started" in table and "worker group requested" in table
+    assert "| 1.5 s |" in table  # the group phase took 1.5 s after the driver's
+    assert any(c.value.startswith("Waiting ") for c in box.caption)

@@ -96,3 +96,56 @@ def test_password_mode_right_password_shows_app_and_signs_out(password_env):
     at.run(timeout=TIMEOUT)
     assert "auth_user_id" not in at.session_state
     assert "Sign in to continue." in texts(at)
+
+
+def _cookie_scripts(at: AppTest) -> list[str]:
+    return [h.proto.body for h in at.get("html") if "brightrun_session=" in h.proto.body]
+
+
+def test_password_mode_session_cookie_signed_with_secret_key(password_env, monkeypatch):
+    """Signing in writes a cookie holding a token signed with BRIGHTRUN_SECRET_KEY (a reload sends
+    it back: tests/e2e/test_session_reload.py); signing out clears it and revokes the token."""
+    import re
+    import time
+
+    from backend.config import reset_settings
+    from backend.sessions import TTL_S, verify_session
+
+    monkeypatch.setenv("BRIGHTRUN_SECRET_KEY", "s3cret-for-sessions")
+    reset_settings()
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run(timeout=TIMEOUT)
+    assert not _cookie_scripts(at)
+    at = _login(at, "ana@example.com", "correct horse 1")
+    [script] = _cookie_scripts(at)
+    token = re.search(r"brightrun_session=([A-Za-z0-9_.-]+);", script).group(1)
+    assert f"max-age={TTL_S}" in script and "SameSite=Strict" in script
+    assert verify_session(token, b"s3cret-for-sessions", now=time.time()) == password_env.id
+    assert verify_session(token, b"another-secret", now=time.time()) is None
+    at.run(timeout=TIMEOUT)
+    assert not _cookie_scripts(at)  # written once, not on every run
+    at.button(key="auth_sign_out").click()
+    at.run(timeout=TIMEOUT)
+    [script] = _cookie_scripts(at)
+    assert "brightrun_session=; path=/; max-age=0" in script
+    assert verify_session(token, b"s3cret-for-sessions", now=time.time()) is None  # revoked
+
+
+def test_password_mode_login_throttled_message(password_env):
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run(timeout=TIMEOUT)
+    for _ in range(5):
+        at = _login(at, "ana@example.com", "wrong password")
+    at = _login(at, "ana@example.com", "correct horse 1")
+    assert [e.value for e in at.error] == [
+        literal("too many failed sign-ins for this e-mail; try again in 5 min")]
+    assert "auth_user_id" not in at.session_state
+
+
+def test_error_boxes_mask_secrets_and_escape_markup():
+    from app.widgets import error_text
+    from backend.errors import BrightRunError
+
+    exc = BrightRunError("cannot reach postgresql://app:hunter2@db:5432/x?password=s3cret **now**",
+                         hint="check token=abc123")
+    text = error_text(exc)
+    assert "hunter2" not in text and "s3cret" not in text and "abc123" not in text
+    assert "\\*\\*now\\*\\*" in text

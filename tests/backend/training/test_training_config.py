@@ -162,6 +162,10 @@ def test_parse_override(item, key, value):
     ("learning_rate", "expected KEY=VALUE"),
     ("lora_dropout=1", "lora_dropout"),
     ("eval_every_steps=0", "eval_every_steps"),
+    ("target_modules=[bad", "target_modules='[bad': not a valid JSON list"),
+    ('target_modules=["q_proj",', "not a valid JSON list"),
+    ("target_modules=[1, 2]", "expected a list of names"),
+    ('target_modules=[["q_proj"]]', "expected a list of names"),
 ])
 def test_apply_overrides_errors(item, fragment):
     with pytest.raises(InvalidTrainingConfig) as info:

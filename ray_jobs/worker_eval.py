@@ -92,11 +92,12 @@ def record_samples(run: Run, step: int) -> None:
         run.sink.log("info", f"evaluation samples skipped at step {step}: they would take more "
                      f"than {budget:.0%} of the run's time so far")
         return
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     answers = generate(run.inner, run.tokenizer, run.prompts, adapter=step > 0,
                        max_prompt_tokens=run.cfg.max_seq_length)
     took = time.perf_counter() - t0
     st["eval_samples_s"], st["eval_samples_last_s"] = spent + took, took
+    st["eval_samples_cpu_s"] = st.get("eval_samples_cpu_s", 0.0) + time.process_time() - c0
     run.sink.samples(step, sink_items(run.prompts, answers))
     run.sink.log("info", f"evaluation samples at step {step}: {len(answers)} answers in "
                  f"{took:.2f} s ({st['eval_samples_s']:.1f} s so far)",
@@ -104,10 +105,16 @@ def record_samples(run: Run, step: int) -> None:
 
 
 def learning_summary(run: Run, duration_s: float) -> dict:
-    """The result's ``base_validation_loss`` and ``eval_samples`` (prompts, seconds, share of the
-    run's time)."""
+    """The result's ``base_validation_loss`` and ``eval_samples``: prompts, seconds (wall) and
+    their share of the run's duration, and the same in process CPU time (the steadier clock on a
+    busy machine; ``cpu_share`` only for a run that did not resume, whose CPU time is all here)."""
     st = run.state
     spent = float(st.get("eval_samples_s", 0.0))
+    cpu = float(st.get("eval_samples_cpu_s", 0.0))
+    run_cpu = time.process_time() - run.cpu_started
     return {"base_validation_loss": st.get("base_validation_loss"),
             "eval_samples": {"prompts": len(run.prompts), "seconds": round(spent, 4),
-                             "share": round(spent / duration_s, 4) if duration_s > 0 else None}}
+                             "share": round(spent / duration_s, 4) if duration_s > 0 else None,
+                             "cpu_seconds": round(cpu, 4), "run_cpu_seconds": round(run_cpu, 4),
+                             "cpu_share": round(cpu / run_cpu, 4)
+                             if run_cpu > 0 and run.start_step == 0 else None}}

@@ -49,6 +49,7 @@ class Run:
     state: dict[str, Any] = field(default_factory=dict)
     buffer: MetricBuffer | None = None
     started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=time.process_time)  # this process's CPU clock
     train_started: float = 0.0
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0

@@ -204,6 +204,8 @@ def test_worker_loop_reports_every_step_once_and_saves_the_adapter(tmp_path):
         assert all(i["reference"] and i["question"] and i["prompt"] for i in event["items"])
     assert result["eval_samples"]["prompts"] == min(3, result["dataset"]["validation_conversations"])
     assert 0 < result["eval_samples"]["seconds"] < result["duration_seconds"]
+    cost = result["eval_samples"]
+    assert 0 < cost["cpu_seconds"] < cost["run_cpu_seconds"] and 0 < cost["cpu_share"] < 1
     out = tmp_path / "adapter"
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
                  "tokenizer_config.json", "training_result.json"):

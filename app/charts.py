@@ -11,6 +11,9 @@ def length_histogram(bins: list[dict], percentiles: dict | None = None) -> alt.C
     rows = [b for b in bins or [] if b.get("bin_end") is not None]
     if not rows:
         return None
+    filled = [b for b in rows if int(b.get("count") or 0) > 0]
+    if len(filled) == 1 and int(filled[0]["bin_end"]) - int(filled[0]["bin_start"]) <= 1:
+        return single_length_bar(int(filled[0]["bin_start"]), int(filled[0]["count"]))
     df = pd.DataFrame({"start": [float(b["bin_start"]) for b in rows],
                        "end": [float(b["bin_end"]) for b in rows],
                        "count": [int(b.get("count") or 0) for b in rows]})
@@ -37,6 +40,28 @@ def length_histogram(bins: list[dict], percentiles: dict | None = None) -> alt.C
     labels = alt.Chart(pdf).mark_text(align="left", baseline="top", dx=3, color="#e45756").encode(
         x="value:Q", y=alt.value(2), text="label:N")
     return alt.layer(bars, rules, labels).properties(height=260)
+
+
+def single_length_bar(length: int, count: int) -> alt.Chart:
+    """Every conversation has one length: one narrow bar at that length on a padded axis, labelled
+    with what it says ("all 40 conversations: 57 tokens"), instead of one bar over the full width
+    with "p10 = p50 = p90" on top."""
+    half = max(0.5, length * 0.015)
+    reach = max(10.0, length * 0.5)
+    df = pd.DataFrame({"start": [length - half], "end": [length + half], "count": [count],
+                       "length": [length],
+                       "label": [f"all {count:,} conversation(s): {length:,} tokens"]})
+    x = alt.X("start:Q", title="tokens per conversation",
+              scale=alt.Scale(domain=[max(0.0, length - reach), length + reach], nice=False),
+              axis=alt.Axis(format=",d", tickMinStep=1))
+    y = alt.Y("count:Q", title="conversations", scale=alt.Scale(domain=[0, count * 1.25]),
+              axis=alt.Axis(format="d", tickMinStep=1))
+    tooltip = [alt.Tooltip("length:Q", title="tokens", format=",d"),
+               alt.Tooltip("count:Q", title="conversations")]
+    bar = alt.Chart(df).mark_bar(color="#4c78a8").encode(x=x, x2="end:Q", y=y, tooltip=tooltip)
+    label = alt.Chart(df).mark_text(baseline="bottom", dy=-4, color="#1f2328").encode(
+        x=alt.X("length:Q"), y="count:Q", text="label:N")
+    return alt.layer(bar, label).properties(height=260)
 
 
 def spend_by_day_chart(by_day: list[dict], period: str) -> alt.Chart | None:

@@ -8,6 +8,7 @@ page switch) is taken from the last values this session saw, else from the chose
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 from array import array
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import streamlit as st
 from annotated_types import Ge, Gt, Le, Lt
 
+from app import config_draft as draft
 from app.widgets import fmt_int, literal
 from backend.training import catalogs
 from backend.jobs import service as jobs
@@ -47,7 +49,11 @@ GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
         ("max_grad_norm", "max_seq_length", "seed"),
         ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
-FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS)
+# gradient checkpointing: widget value → config value (auto = none: decided by the estimate)
+CHECKPOINTING = {"auto": None, "on": True, "off": False}
+CHECKPOINTING_LABELS = {"auto": "Auto (on if it would not fit)", "on": "On", "off": "Off"}
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS,
+               "gradient_checkpointing")
 SPLIT_SEED = 0  # the trainer's split seed (ray_jobs.lora_worker.TrainConfig.validation_seed)
 EXACT_SPLIT_MAX_BYTES = 128 * 2**20  # larger files: the held-out count is approximated
 HARDWARE_LABEL_CHARS = 28  # longer hardware names lose a trailing "(…)" in the select box
@@ -66,13 +72,26 @@ def _cast(field: str, value: Any) -> Any:
         return None if value is None else int(value)
     if field == "target_modules":
         return list(value)
+    if field == "gradient_checkpointing":
+        return value if value in CHECKPOINTING else \
+            next((k for k, v in CHECKPOINTING.items() if v is value), "auto")
     return value
 
 
 def preset_values(preset_id: str) -> dict[str, Any]:
-    """Every form field as the preset sets it (base model: the configured default)."""
+    """Every form field as the preset sets it (base model: the configured default). Raises
+    NotFound for an unknown preset."""
+    from backend.config import get_settings
+
+    return {f: (list(v) if isinstance(v, list) else v) for f, v in
+            _preset_values(preset_id, get_settings().default_base_model)}
+
+
+@functools.lru_cache(maxsize=32)
+def _preset_values(preset_id: str, default_base_model: str) -> tuple:
+    """Cached per preset and configured default base model (the catalog is read once)."""
     config = jobs.build_config(preset_id).model_dump(mode="json")
-    return {f: config[f] for f in FORM_FIELDS}
+    return tuple((f, config[f]) for f in FORM_FIELDS)
 
 
 def apply_values(values: dict[str, Any], *, keep_base_model: bool = False) -> None:
@@ -88,22 +107,74 @@ def choose_preset(preset_id: str) -> None:
     apply_values(preset_values(preset_id), keep_base_model=True)
 
 
-def init_state() -> None:
-    """Fill missing form values; apply a parent model's hyperparameters once when asked."""
-    prefill = st.session_state.pop(PREFILL_KEY, None)
+KINDS: dict[str, type] = {"base_model": str, "target_modules": list,
+                          **{f: float for f in FLOATS}, **{f: int for f in INTS},
+                          **{f: type(None) for f in OPTIONAL_INTS},
+                          "gradient_checkpointing": str}  # the widget's "auto" / "on" / "off"
+
+
+def _apply_draft(d: dict[str, Any], *, only_missing: bool) -> None:
+    """Put a draft's values into the widgets' keys (all of them, or only those missing)."""
+    ss = st.session_state
+    if not only_missing or PRESET_KEY not in ss:
+        ss[PRESET_KEY] = d.get("preset") or DEFAULT_PRESET
+    for field, value in (d.get("values") or {}).items():
+        if field in FORM_FIELDS and (not only_missing or key(field) not in ss):
+            with contextlib.suppress(TypeError, ValueError):
+                ss[key(field)] = _cast(field, value)
+    for name in ("hardware", "workers"):
+        if d.get(name) and (not only_missing or key(name) not in ss):
+            ss[key(name)] = d[name]
+
+
+def init_state(dataset_id: str) -> None:
+    """Fill the form's widget keys before the widgets are drawn: a parent model's hyperparameters
+    once when asked (Models → "Train again"); on a switch to another dataset, that dataset's draft
+    (if it has one; else the form keeps its values); any value still missing (first visit, or the
+    page was left and Streamlit dropped its widgets' state) from the dataset's draft in the
+    session, else the URL's (a reload), else the chosen preset."""
+    ss = st.session_state
+    drafts = ss.setdefault(draft.DRAFTS_KEY, {})
+    prefill = ss.pop(PREFILL_KEY, None)
     if prefill:
-        st.session_state[PRESET_KEY] = prefill.get("preset_id") or "custom"
+        ss[PRESET_KEY] = prefill.get("preset_id") or "custom"
         hyper = dict(prefill.get("hyperparameters") or {})
         apply_values(hyper)
-        st.session_state[EXTRA_KEY] = {k: v for k, v in hyper.items()
-                                       if k not in FORM_FIELDS and k in TrainingConfig.model_fields}
-    preset = st.session_state.setdefault(PRESET_KEY, DEFAULT_PRESET)
-    if all(key(f) in st.session_state for f in FORM_FIELDS):
+        ss[EXTRA_KEY] = {k: v for k, v in hyper.items()
+                         if k not in FORM_FIELDS and k in TrainingConfig.model_fields}
+    else:
+        switched = ss.get(draft.DRAFT_FOR_KEY) != dataset_id
+        saved = drafts.get(dataset_id)
+        if saved is None and (switched or not all(key(f) in ss for f in FORM_FIELDS)):
+            saved = draft.from_query(dict(st.query_params), KINDS, preset_values)
+        if saved is not None:
+            _apply_draft(saved, only_missing=not switched)
+    ss[draft.DRAFT_FOR_KEY] = dataset_id
+    preset = ss.setdefault(PRESET_KEY, DEFAULT_PRESET)
+    if all(key(f) in ss for f in FORM_FIELDS):
         return
-    fallback = {**preset_values(preset), **st.session_state.get(SAVED_KEY, {})}
+    fallback = {**preset_values(preset), **ss.get(SAVED_KEY, {})}
     for field in FORM_FIELDS:
-        if key(field) not in st.session_state:
-            st.session_state[key(field)] = _cast(field, fallback[field])
+        if key(field) not in ss:
+            ss[key(field)] = _cast(field, fallback[field])
+
+
+def save_draft(dataset_id: str, preset: str, values: dict[str, Any], hw_id: str,
+               workers: int) -> None:
+    """Keep what the form shows as ``dataset_id``'s draft (session) and in the URL."""
+    d = {"preset": preset, "values": dict(values), "hardware": hw_id, "workers": int(workers)}
+    st.session_state.setdefault(draft.DRAFTS_KEY, {})[dataset_id] = d
+    try:  # compared as the widgets hold them (gradient checkpointing None → "auto")
+        ref = {f: _cast(f, v) for f, v in preset_values(preset).items()}
+    except BrightRunError:
+        ref = {}
+    query = draft.to_query(d, ref)
+    for name in list(st.query_params):
+        if (name in FORM_FIELDS or name in draft.QUERY_KEYS) and name not in query:
+            del st.query_params[name]
+    for name, text in query.items():
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
 
 
 def preset_buttons() -> str:
@@ -191,6 +262,9 @@ def advanced_settings() -> dict[str, Any]:
             for col, name in zip(st.columns(len(row), vertical_alignment="bottom"), row):
                 with col:
                     _number(name)
+        st.selectbox("Gradient checkpointing", list(CHECKPOINTING),
+                     key=key("gradient_checkpointing"), format_func=CHECKPOINTING_LABELS.get,
+                     help=_help("gradient_checkpointing"))
     values = {f: st.session_state.get(key(f)) for f in FORM_FIELDS}
     st.session_state[SAVED_KEY] = dict(values)
     return values
@@ -224,6 +298,8 @@ def overrides(values: dict[str, Any]) -> dict[str, Any]:
     optional field is sent as None: once per epoch)."""
     out = dict(st.session_state.get(EXTRA_KEY) or {})
     out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL_INTS})
+    if out.get("gradient_checkpointing") in CHECKPOINTING:
+        out["gradient_checkpointing"] = CHECKPOINTING[out["gradient_checkpointing"]]
     return out
 
 

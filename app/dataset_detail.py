@@ -75,11 +75,8 @@ def _issues(d) -> None:
         st.caption(f"Showing first {len(issues)} of {total}.")
     cols = ["line", "code", "severity", "error", "suggestion"]
     df = pd.DataFrame([{k: i.get(k) for k in cols} for i in issues], columns=cols)
-    st.dataframe(df, hide_index=True, width="stretch", key="datasets_issues",
-                 column_config={"line": st.column_config.NumberColumn(width="small"),
-                                "severity": st.column_config.TextColumn(width="small"),
-                                "error": st.column_config.TextColumn(width="large"),
-                                "suggestion": st.column_config.TextColumn(width="large")})
+    # a static table: long messages and suggestions wrap instead of being cut at the column edge
+    st.table(df.fillna("").astype({"line": str}).set_index("line"))
 
 
 def _preview(d) -> None:

@@ -82,14 +82,21 @@ def list_view(actor) -> None:
     _pager(page)
 
 
+def example_count() -> int:
+    """Conversations in the example file (one per non-blank line), counted from the file so the
+    text never disagrees with it."""
+    with example_path().open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def _empty_state(actor, filtered: bool) -> None:
     if filtered:
         st.info("No datasets match these filters.", icon=":material/filter_alt_off:")
         return
     st.info("No datasets yet — upload one", icon=":material/dataset:")
     if example_path().is_file():
-        st.caption("Or try the product with an example: 200 short customer-support "
-                   "conversations in the BrightRun v4 format.")
+        st.caption(f"Or try the product with an example: {example_count():,} short "
+                   "customer-support conversations in the BrightRun v4 format.")
         if st.button("Load the example dataset", key="datasets_load_example",
                      icon=":material/download:"):
             _load_example(actor)

@@ -17,9 +17,60 @@ RUN_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2",
 COST_LABELS = {"compute": "compute", "storage": "storage", "data_transfer": "data transfer"}
 
 
-def step_axis() -> alt.X:
-    """Optimizer steps on x: whole numbers only (no 2.5 ticks on short runs)."""
-    return alt.X("step:Q", title="step", axis=alt.Axis(format="d", tickMinStep=1))
+MIN_SPAN_FRACTION = 0.1  # a value axis spans at least 10 % of its values' magnitude
+EDGE_PAD = 0.06  # share of the span added on each side, so no mark sits on (or past) an edge
+POINTS_UP_TO = 60  # lines of at most this many points also show each point
+
+
+def value_domain(values: Iterable, *, min_span_fraction: float = MIN_SPAN_FRACTION,
+                 pad: float = EDGE_PAD) -> list[float] | None:
+    """[low, high] for a value axis: the values' range, widened to a minimum span (a 2-step run
+    whose losses differ by 0.001 does not get a 0.001-tall axis) and padded on both sides; never
+    below 0 when no value is negative. None when there is no finite value."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return None
+    lo, hi = min(vals), max(vals)
+    mid = (lo + hi) / 2
+    span = max(hi - lo, abs(mid) * min_span_fraction, 1e-12)
+    low, high = mid - span / 2 - span * pad, mid + span / 2 + span * pad
+    if lo >= 0 > low:
+        low = 0.0
+    return [low, high]
+
+
+def step_domain(steps: Iterable) -> list[float] | None:
+    """[low, high] for the step axis: half a step (or a few per cent of the run) beyond the first
+    and last point, so a lone point at the last step is drawn whole, not cut at the edge."""
+    vals = [float(v) for v in steps if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return None
+    lo, hi = min(vals), max(vals)
+    pad = max(0.5, (hi - lo) * 0.03)
+    return [lo - pad, hi + pad]
+
+
+def step_axis(steps: Iterable | None = None) -> alt.X:
+    """Optimizer steps on x: whole numbers only (no 2.5 ticks on short runs), over a domain padded
+    around ``steps`` when given."""
+    domain = step_domain(steps) if steps is not None else None
+    scale = alt.Scale(domain=domain, nice=False, zero=False) if domain else alt.Undefined
+    return alt.X("step:Q", title="step", scale=scale,
+                 axis=alt.Axis(format="d", tickMinStep=1))
+
+
+def value_axis(field: str, values: Iterable, title: str | None, fmt: str | None = None) -> alt.Y:
+    """A value on y over ``value_domain(values)``; ``fmt`` formats the ticks."""
+    domain = value_domain(values)
+    scale = alt.Scale(domain=domain, nice=False, zero=False) if domain else alt.Scale(zero=False)
+    axis = alt.Axis(format=fmt) if fmt else alt.Undefined
+    return alt.Y(f"{field}:Q", title=title, scale=scale, axis=axis)
+
+
+def line_mark(chart: alt.Chart, n_points: int, **kw) -> alt.Chart:
+    """Straight segments between the measured points (no smoothing that invents values between
+    them), with a dot on each point while there are few."""
+    return chart.mark_line(interpolate="linear", point=n_points <= POINTS_UP_TO, **kw)
 
 
 def money_format(largest: float) -> str:
@@ -56,12 +107,13 @@ def loss_chart(points: Iterable, height: int = 280) -> alt.Chart | None:
         domain=["training", "validation"], range=["#4c78a8", "#e45756"]),
         legend=alt.Legend(orient="top"))
     base = alt.Chart(long).encode(
-        x=step_axis(),
-        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+        x=step_axis(long["step"]),
+        y=value_axis("loss", long["loss"], "loss"),
         color=colour,
         tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("epoch:Q"),
                  alt.Tooltip("loss:Q", format=".4f")])
-    line = base.mark_line(interpolate="monotone")
+    n = int((long["series"] == "training").sum())
+    line = line_mark(base, n)
     dots = base.transform_filter(alt.datum.series == "validation").mark_point(filled=True, size=45)
     return alt.layer(line, dots).properties(height=height)
 
@@ -72,9 +124,9 @@ def series_chart(points: Iterable, field: str, title: str, fmt: str = ".3g",
     df = metrics_frame(points)[["step", field]].dropna()
     if df.empty:
         return None
-    return alt.Chart(df).mark_line(color=colour, interpolate="monotone").encode(
-        x=step_axis(),
-        y=alt.Y(f"{field}:Q", title=None, axis=alt.Axis(format=fmt)),  # the page names it
+    return line_mark(alt.Chart(df), len(df), color=colour).encode(
+        x=step_axis(df["step"]),
+        y=value_axis(field, df[field], None, fmt),  # the page names it
         tooltip=[alt.Tooltip("step:Q"), alt.Tooltip(f"{field}:Q", title=title, format=fmt)],
     ).properties(height=height)
 
@@ -93,9 +145,9 @@ def compare_chart(runs: dict[str, list]) -> alt.Chart | None:
     data = pd.concat(frames) if frames else pd.DataFrame()
     if data.empty:
         return None
-    return alt.Chart(data).mark_line(interpolate="monotone", point=False).encode(
-        x=step_axis(),
-        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False)),
+    return alt.Chart(data).mark_line(interpolate="linear", point=False).encode(
+        x=step_axis(data["step"]),
+        y=value_axis("loss", data["loss"], "loss"),
         color=alt.Color("run:N", title="run", scale=alt.Scale(range=RUN_COLOURS),
                         legend=alt.Legend(orient="top", labelLimit=260)),
         strokeDash=alt.StrokeDash("series:N", title=None, scale=alt.Scale(

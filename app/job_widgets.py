@@ -8,10 +8,9 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import pandas as pd
-
 from app.widgets import literal
 from backend import states
+from backend.costs import money_text
 from backend.errors import BrightRunError
 
 log = logging.getLogger(__name__)
@@ -23,14 +22,9 @@ STAGE_LABELS = {"queued": "Queued", "initializing": "Initializing", "training": 
                 "validating": "Validating", "saving": "Saving", "completed": "Completed"}
 
 
-def fmt_money(value: float | None, digits: int = 2) -> str:
-    """'$12.50'; a non-zero amount below a cent keeps four decimals ('$0.0025', '< $0.0001')
-    instead of reading '$0.00'."""
-    if value is None:
-        return "—"
-    if 0 < abs(value) < 0.01 and digits < 4:
-        return f"${value:,.4f}" if abs(value) >= 0.00005 else "< $0.0001"
-    return f"${value:,.{digits}f}"
+def fmt_money(value: float | None) -> str:
+    """Money as every page shows it: ``backend.costs.money_text`` ('$12.50', '< $0.01', '—')."""
+    return money_text(value)
 
 
 def cell_text(value) -> str:
@@ -151,13 +145,15 @@ def config_rows(job) -> dict[str, str]:
     return rows
 
 
-def config_diff(jobs: list, only_different: bool = True) -> pd.DataFrame:
+def config_diff(jobs: list, only_different: bool = True):
     """One row per configuration field, one column per job; only the differing rows if asked."""
     columns = {job_label(j): config_rows(j) for j in jobs}
     fields: list[str] = []
     for rows in columns.values():
         fields += [f for f in rows if f not in fields]
     data = {label: [rows.get(f, "—") for f in fields] for label, rows in columns.items()}
+    import pandas as pd  # here: pages that never compare runs (Configure) skip its import
+
     df = pd.DataFrame(data, index=fields)
     df.index.name = "field"
     if only_different and len(columns) > 1:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import job_charts
+from app import gpu_widgets, job_charts
 from app.job_widgets import cell_text, fmt_duration, fmt_money
-from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path
+from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path, short_label
 from backend.jobs import service as jobs
 from backend.errors import BrightRunError
 from backend.training.quality import THRESHOLDS
@@ -15,6 +15,7 @@ from backend.training.quality import THRESHOLDS
 RATING_COLOURS = {"excellent": ("green", "verified"), "good": ("blue", "thumb_up"),
                   "fair": ("orange", "trending_flat"), "poor": ("red", "thumb_down")}
 LIST_COLS = [3.4, 1.4, 1.6, 1.1, 1.1, 1.0]  # model (base model · created below it), …, Open
+LINK_CHARS = 24  # a lineage column (a quarter of the page) shows about this much of a name
 
 
 def rating_badge(rating: str | None) -> str:
@@ -111,6 +112,7 @@ def training_summary(m) -> None:
     if spent is not None and duration:
         st.caption(f"Evaluation samples (greedy answers at each evaluation) took {spent:,.1f} s, "
                    f"{spent / duration:.1%} of the run.")
+    gpu_widgets.summary_caption(t)
 
 
 def configuration(m) -> None:
@@ -144,7 +146,8 @@ def lineage_links(info: dict) -> None:
     with c[0]:
         st.caption("Dataset")
         if ds:
-            st.page_link(page_path("datasets"), label=literal(ds["name"]),
+            st.page_link(page_path("datasets"), label=literal(short_label(ds["name"], LINK_CHARS)),
+                         help=literal(ds["name"]),
                          query_params={"id": ds["id"]}, icon=":material/dataset:")
         else:
             st.markdown("—")
@@ -158,14 +161,17 @@ def lineage_links(info: dict) -> None:
     with c[2]:
         st.caption("Parent model")
         if parent:
-            st.page_link(page_path("models"), label=literal(parent["name"]),
+            st.page_link(page_path("models"),
+                         label=literal(short_label(parent["name"], LINK_CHARS)),
+                         help=literal(parent["name"]),
                          query_params={"id": parent["id"]}, icon=":material/account_tree:")
         else:
             st.markdown("none (trained from the base model)")
     with c[3]:
         st.caption("Trained from this model")
         for child in info.get("children") or []:
-            st.page_link(page_path("models"), label=literal(child["name"]),
+            st.page_link(page_path("models"), label=literal(short_label(child["name"], LINK_CHARS)),
+                         help=literal(child["name"]),
                          query_params={"id": child["id"]},
                          icon=":material/subdirectory_arrow_right:")
         if not info.get("children"):

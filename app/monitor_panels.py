@@ -13,7 +13,24 @@ LEVELS = ("all", "INFO", "WARNING", "ERROR")
 LOG_LINES = 200
 
 
-def charts(points) -> None:
+def as_of(items: list, step: int | None) -> list:
+    """The items (metric points, checkpoints) of one snapshot: those at or before the header's
+    ``step``, so charts and checkpoints never run ahead of the progress shown above them (a read
+    that lands between two writes could otherwise mix them). No step yet: all of them."""
+    if not step:
+        return list(items)
+    return [i for i in items if i.step is None or i.step <= step]
+
+
+def snapshot(actor, job) -> tuple[list, list]:
+    """(metric points, checkpoints) read right after ``job`` and cut at its step: the header,
+    charts and checkpoints show one moment of the run."""
+    points = jobs.job_metrics(actor, job.id, max_points=1000)
+    saved = jobs.job_checkpoints(actor, job.id)
+    return as_of(points, job.current_step), as_of(saved, job.current_step)
+
+
+def charts(points, job=None) -> None:
     if not points:
         st.info("No metrics yet — the loss curve appears once training starts.",
                 icon=":material/show_chart:")
@@ -32,6 +49,10 @@ def charts(points) -> None:
             if chart is not None:
                 st.markdown(f"**{title}**")
                 st.altair_chart(chart, width="stretch")
+    last = max((p.step for p in points), default=0)
+    if job is not None and job.current_step and last < job.current_step:
+        st.caption(f"Charts up to step {last:,} of {job.current_step:,}: the trainer writes "
+                   "metric points in batches (every few steps or seconds).")
 
 
 def logs(actor, job) -> None:
@@ -44,12 +65,12 @@ def logs(actor, job) -> None:
         st.caption("No log lines at this level yet.")
         return
     text = "\n".join(f"{ln.timestamp:%H:%M:%S} {ln.level:<7} {ln.message}" for ln in lines)
-    st.code(text, language="text", height=280 if len(lines) > 12 else "content")
+    st.code(text, language="text", height=280 if len(lines) > 12 else "content",
+            wrap_lines=True)  # a long line wraps instead of being cut at the edge
     st.caption(f"Last {len(lines)} line(s), oldest first.")
 
 
-def checkpoints(actor, job) -> None:
-    points = jobs.job_checkpoints(actor, job.id)
+def checkpoints(points) -> None:
     if not points:
         return
     with st.expander(f"Checkpoints ({len(points)})", icon=":material/save:"):

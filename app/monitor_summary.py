@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.gpu_widgets import gpu_memory
 from app.job_widgets import (elapsed_s, eta_short, eta_text, fmt_duration, fmt_duration_short,
                              fmt_money, hardware_text, job_cost, name_markdown, progress_fraction,
                              stage_markdown)
@@ -64,6 +65,7 @@ def current_metrics(job, points) -> None:
     else:
         c[2].metric("Duration", fmt_duration(elapsed_s(job)))
         c[3].metric("Ended", job.completed_at.strftime("%H:%M UTC") if job.completed_at else "—")
+    gpu_memory(job)
 
 
 def outcome(job) -> None:

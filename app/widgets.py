@@ -142,20 +142,33 @@ def fmt_bytes(size: int | None) -> str:
     return f"{value:,.1f} GB"
 
 
+NBSP = "\u00a0"
+
+
 def fmt_time(when: datetime | None) -> str:
-    """A timestamp in the viewer's terms: 'just now', '5 min ago', or a UTC date-time."""
+    """A timestamp in the viewer's terms: 'just now', '5 min ago', or a UTC date-time; joined by
+    no-break spaces, so a narrow column never wraps it onto two lines."""
     if when is None:
         return "—"
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     seconds = (datetime.now(timezone.utc) - when).total_seconds()
     if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h ago"
-    return when.strftime("%Y-%m-%d %H:%M UTC")
+        text = "just now"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)} min ago"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)} h ago"
+    else:
+        text = when.strftime("%Y-%m-%d %H:%M UTC")
+    return text.replace(" ", NBSP)
+
+
+def short_label(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis ('Customer support tickets f…'), for
+    places that would otherwise clip it silently; the full text belongs in a tooltip."""
+    text = str(text)
+    return text if len(text) <= limit else text[:max(1, limit - 1)].rstrip() + "…"
 
 
 def sidebar_unread(actor, notifications_page) -> None:

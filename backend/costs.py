@@ -18,6 +18,24 @@ COST_TYPES = ("compute", "storage", "data_transfer")
 ALERT_THRESHOLDS = ((100, "critical"), (80, "high"))
 
 
+def money_text(amount: float | None) -> str:
+    """The one display rule for money (every page and the CLI): to the cent ('$12.50', '$0.00'),
+    except a non-zero amount under a cent, which reads '< $0.01' (never '$0.0000' or '$0.00' for
+    something that did cost). None (unknown) reads '—'."""
+    if amount is None:
+        return "—"
+    value = float(amount)
+    if 0 < abs(value) < 0.01:
+        return "< $0.01" if value > 0 else "> −$0.01"
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def shows_cents(amount: float | None) -> bool:
+    """Whether ``money_text`` shows ``amount`` as a number of cents (a share of a total is only
+    meaningful next to such a number)."""
+    return amount is not None and (amount == 0 or abs(float(amount)) >= 0.01)
+
+
 def month_start(now: datetime | None = None) -> datetime:
     now = now or datetime.now(timezone.utc)
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -119,3 +137,12 @@ def summary(actor: UserInfo, *, everyone: bool = False, now: datetime | None = N
             out.alert_level = ("critical" if out.percent_used >= 100 else
                                "high" if out.percent_used >= 80 else None)
     return out
+
+
+def by_job_rows(summary: CostSummary) -> list[dict]:
+    """The "by job" table: job name, amount as ``money_text`` shows it and its share of the total
+    (None where the amount reads '< $0.01': a share next to an amount that shows no cents would
+    contradict it)."""
+    return [{"job": r["job"], "amount": money_text(r["amount"]),
+             "share": (r["amount"] / summary.total) if summary.total and shows_cents(r["amount"])
+             else None} for r in summary.by_job]

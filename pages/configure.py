@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import config_form as form
 from app.auth import current_user
-from app.estimate_panel import show_budget, show_estimate, show_mask_preview
+from app.estimate_panel import cached_estimate, show_budget, show_estimate, show_mask_preview
 from app.widgets import fmt_int, format_label, handled, literal, page_path, show_error
 from backend.datasets import service as ds
 from backend.jobs import service as jobs
@@ -81,10 +81,10 @@ def _parent_banner(actor) -> str | None:
 
 
 def _estimate(actor, dataset, preset: str, values: dict, hw_id: str, workers: int):
-    """The estimate dict, or None after showing why there is none (bad values, unknown model)."""
+    """The estimate dict (cached per set of inputs), or None after showing why there is none."""
     try:
         config = jobs.build_config(preset, overrides=form.overrides(values))
-        return jobs.estimate_for_dataset(actor, dataset.id, config, hw_id, workers)
+        return cached_estimate(actor, dataset.id, config, hw_id, workers)
     except BrightRunError as exc:
         show_error(exc)
         return None
@@ -92,16 +92,21 @@ def _estimate(actor, dataset, preset: str, values: dict, hw_id: str, workers: in
 
 def _launch(actor, dataset, preset: str, values: dict, hw_id: str, workers: int,
             parent_id: str | None) -> None:
-    """Name, over-budget confirmation and the Start button; creates the job and opens Monitor."""
+    """Estimate, name, over-budget confirmation and the Start button (a fragment: typing a name
+    or ticking the confirmation reruns only this column); creates the job and opens Monitor."""
     st.markdown("#### Estimate")
-    est = _estimate(actor, dataset, preset, values, hw_id, workers)
-    if est is not None:
-        show_estimate(est)
-        needs_confirmation = show_budget(est["budget"])
-    else:
-        needs_confirmation = False
+    slot = st.empty()  # "estimating…" replaces the last estimate at once, then the new one
+    slot.caption(":material/hourglass_top: Estimating…")
+    with slot.container():
+        est = _estimate(actor, dataset, preset, values, hw_id, workers)
+        if est is not None:
+            show_estimate(est)
+            needs_confirmation = show_budget(est["budget"])
+        else:
+            needs_confirmation = False
+    job_preset = form.job_preset(values, preset)
     name = st.text_input("Job name", key="configure_name", max_chars=200,
-                         placeholder=f"{dataset.name} · {form.job_preset(values, preset)}")
+                         placeholder=jobs.default_job_name(dataset.name, job_preset))
     confirmed = False
     if needs_confirmation:
         confirmed = st.checkbox("I confirm starting over budget",
@@ -110,8 +115,8 @@ def _launch(actor, dataset, preset: str, values: dict, hw_id: str, workers: int,
     if not st.button("Start training", key="configure_start", type="primary", disabled=blocked,
                      icon=":material/rocket_launch:", width="stretch"):
         return
-    try:
-        job = jobs.create_job(actor, dataset.id, preset_id=form.job_preset(values, preset),
+    try:  # exactly the values shown: the same preset, overrides, hardware and workers
+        job = jobs.create_job(actor, dataset.id, preset_id=job_preset,
                               overrides=form.overrides(values), hardware_id=hw_id,
                               workers=workers, allow_over_budget=confirmed,
                               name=(name or "").strip() or None, parent_model_id=parent_id)
@@ -135,17 +140,20 @@ def main() -> None:
     dataset, split_slot = picked
     parent_id = _parent_banner(actor)
     with handled():
-        form.init_state()
+        form.init_state(dataset.id)
         left, right = st.columns([3, 2], gap="large")
-        with left:
+        with left:  # the form first: it is drawn before anything slow runs
             preset = form.preset_buttons()
             values = form.advanced_settings()
-            _split_caption(split_slot, dataset, values["validation_fraction"])
             st.caption(form.summary_caption(values, preset))
             hw_id, workers = form.hardware_picker()
-            show_mask_preview(dataset, values["base_model"], values["max_seq_length"])
+            form.save_draft(dataset.id, preset, values, hw_id, workers)
+            preview = st.container()
         with right:
-            _launch(actor, dataset, preset, values, hw_id, workers, parent_id)
+            st.fragment(_launch)(actor, dataset, preset, values, hw_id, workers, parent_id)
+        _split_caption(split_slot, dataset, values["validation_fraction"])
+        with preview:  # last: its tokenizer never delays the form or the estimate
+            show_mask_preview(dataset, values["base_model"], values["max_seq_length"])
 
 
 main()

@@ -84,30 +84,22 @@ def _save_typed(actor) -> None:
     _save_budget(actor, float(st.session_state.get("costs_budget") or 0.0))
 
 
-def _amount_column(amounts) -> st.column_config.NumberColumn:
-    """Dollars with cents, or four decimals when a non-zero amount is below a cent."""
-    tiny = any(0 < abs(a) < 0.01 for a in amounts)
-    return st.column_config.NumberColumn(format="$%.4f" if tiny else "$%.2f")
-
-
 def _breakdown(summary, everyone: bool) -> None:
     chart = charts.spend_by_day_chart(summary.by_day, summary.period)  # the whole month on x
     if chart is not None:
         st.markdown("#### By day")
         st.altair_chart(chart, width="stretch")
     st.markdown("#### By job")
-    rows = [{"job": r["job"], "amount": r["amount"],
-             "share": (r["amount"] / summary.total) if summary.total else 0.0}
-            for r in summary.by_job]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="costs_by_job",
-                 column_config={"amount": _amount_column(r["amount"] for r in rows),
-                                "share": st.column_config.ProgressColumn(
-                                    format="percent", min_value=0.0, max_value=1.0)})
+    st.dataframe(pd.DataFrame(costs.by_job_rows(summary)), hide_index=True, width="stretch",
+                 key="costs_by_job", column_config={
+                     "job": st.column_config.TextColumn("job", width="large"),
+                     "share": st.column_config.ProgressColumn(format="percent", min_value=0.0,
+                                                              max_value=1.0)})
     if everyone and summary.by_user:
         st.markdown("#### By user")
-        df = pd.DataFrame(sorted(summary.by_user, key=lambda r: -r["amount"]))
-        st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user",
-                     column_config={"amount": _amount_column(df["amount"])})
+        df = pd.DataFrame([{"user": r["user"], "amount": fmt_money(r["amount"])} for r in
+                           sorted(summary.by_user, key=lambda r: -r["amount"])])
+        st.dataframe(df, hide_index=True, width="stretch", key="costs_by_user")
 
 
 def main() -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app.auth import current_user
-from app.widgets import badge_markdown, fmt_int, fmt_time, handled, literal, page_path
+from app.widgets import (badge_markdown, fmt_int, fmt_time, handled, literal, page_path,
+                         short_label)
 from backend import adapters, costs
 from backend.datasets import service as ds
 from backend.jobs import service as jobs
 
 ACTIVE = ("queued", "initializing", "running")
+NAME_CHARS = 22  # what the name column of a half-width list shows on a 1400 px window
 
 
 def _active_jobs(actor) -> list:
@@ -36,7 +38,7 @@ def _cards(actor, active: list) -> None:
     c[1].metric("Ready datasets", counts["ready"], help="Validated and ready to train on.")
     c[2].metric("Active jobs", len(active), help="Queued, initializing or running.")
     c[3].metric("Models", _model_count(actor))
-    c[4].metric("Spend this month", f"${_spend(actor):,.2f}")
+    c[4].metric("Spend this month", costs.money_text(_spend(actor)))
 
 
 def _quick_actions() -> None:
@@ -55,7 +57,8 @@ def _recent_datasets(actor) -> None:
         return
     for d in recent:
         c = st.columns([3.4, 1.9, 1.4, 1.6], vertical_alignment="center")
-        c[0].page_link(page_path("datasets"), label=literal(d.name), query_params={"id": d.id})
+        c[0].page_link(page_path("datasets"), label=literal(short_label(d.name, NAME_CHARS)),
+                       query_params={"id": d.id}, help=literal(d.name))
         c[1].markdown(badge_markdown(d.status))
         c[2].markdown(f"{fmt_int(d.total_conversations)} conv.")
         c[3].markdown(fmt_time(d.created_at))
@@ -69,7 +72,9 @@ def _active_jobs_section(active: list) -> None:
         return
     for j in active:
         c = st.columns([4, 1.4, 2], vertical_alignment="center")
-        c[0].page_link(page_path("monitor"), label=literal(j.name or j.id[:8]),
+        c[0].page_link(page_path("monitor"), label=literal(short_label(j.name or j.id[:8],
+                                                                       NAME_CHARS)),
+                       help=literal(j.name or j.id),
                        query_params={"job_id": j.id})
         c[1].markdown(badge_markdown(j.status))
         c[2].progress(min(max(float(j.progress or 0) / 100.0, 0.0), 1.0))

@@ -16,7 +16,7 @@ import streamlit as st
 from app.auth import current_user
 from app.job_widgets import job_label, maybe_reconcile
 from app.monitor_startup import startup
-from app.monitor_panels import charts, checkpoints, logs
+from app.monitor_panels import charts, checkpoints, logs, snapshot
 from app.monitor_samples import monitor_panel as samples
 from app.monitor_summary import cancel, current_metrics, header, outcome
 from app.widgets import handled, page_path, show_error
@@ -77,15 +77,15 @@ def _live(actor, job_id: str, polling: bool) -> None:
         st.rerun()  # ended: a full run redraws the page without polling
     header(job)
     with handled():
-        points = jobs.job_metrics(actor, job.id, max_points=1000)
+        points, saved = snapshot(actor, job)  # one moment: nothing past the header's step
         current_metrics(job, points)
         startup(actor, job)
         outcome(job)
         cancel(actor, job)
-        charts(points)
+        charts(points, job)
         samples(actor, job)
         logs(actor, job)
-        checkpoints(actor, job)
+        checkpoints(saved)
     now = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
     every = f"; refreshes every {POLL_SECONDS} s while the job is active" if polling else ""
     st.caption(f"Read from the database at {now}{every}.")

@@ -14,6 +14,8 @@
   metric points are flushed (every N points but at most once per min interval, or every T s);
 - ``upload_prefix``: when set, rank 0 also uploads the adapter folder to the configured object store
   under that prefix (so it works whichever node rank 0 ran on) and says so in the result;
+- ``use_gpu``: the job's hardware is a GPU (``gpu_config.use_gpu``); decides device and dtypes
+  (:mod:`ray_jobs.precision`: fp32 on CPU whatever the host has, bf16 base weights on GPU);
 - ``fail_at_step``: fault injection for tests — the last rank raises after that step on a run's
   first attempt (one that did not start from a checkpoint).
 
@@ -38,6 +40,7 @@ from backend.errors import InvalidInput
 from backend.training.data import (
     IGNORE_INDEX, collate, encode_all, load_split, local_path, make_batches, padding_efficiency,
     shard_batches)
+from ray_jobs.precision import attention_in_use
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
@@ -150,19 +153,24 @@ def _load_data(run: _Run) -> None:
 
 
 def _load_model(run: _Run, path: str) -> None:
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    cfg = run.cfg
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    from ray_jobs import precision
+    from ray_jobs.gpu_metrics import GpuMonitor
+
+    cfg = run.cfg  # device and dtypes from the job's hardware, not from the host (precision.py)
+    run.precision = precision.for_job(bool(run.loop.get("use_gpu")), cfg.gradient_checkpointing)
+    base = AutoModelForCausalLM.from_pretrained(path, local_files_only=True,
+                                                **precision.load_kwargs(run.precision))
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     run.inner = get_peft_model(base, lora)
+    precision.prepare(run.precision, run.inner)
     install_row_selection(run.inner)
     run.model = run.rt.prepare_model(run.inner)
     run.device = run.rt.device()
+    run.gpu = GpuMonitor(run.device)
 
 
 def _build_optimizer(run: _Run) -> None:
@@ -252,8 +260,8 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
     point = {"epoch": epoch + 1, "step": st["global_step"], "training_loss": train_loss,
              "validation_loss": val_loss, "learning_rate": lr, "gradient_norm": grad_norm,
              "throughput": real_tokens / step_s if step_s > 0 else None,
-             "gpu_utilization": _gpu_utilization(), "tokens_processed": st["tokens_processed"],
-             "timestamp": utc_now()}
+             "gpu_utilization": None, "tokens_processed": st["tokens_processed"],
+             "timestamp": utc_now(), **run.gpu.gather(run.rank, run.world, allreduce)}
     run.buffer.add(point, _progress_args(run, epoch, point))
     every = cfg.checkpoint_every_steps
     if final_step or (st["global_step"] % every == 0 if every else last_in_epoch):
@@ -300,21 +308,11 @@ def _progress_args(run: _Run, epoch: int, point: dict[str, Any]) -> tuple:
     return (epoch + 1, st["global_step"], run.total_steps, percent, point, eta)
 
 
-def _gpu_utilization() -> float | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    try:
-        return float(torch.cuda.utilization())
-    except Exception:  # noqa: BLE001 - needs pynvml; optional
-        return None
-
-
 # ----- checkpoints and output --------------------------------------------------------------------
 def _finish(run: _Run) -> dict[str, Any] | None:
     """Rank 0 saves the adapter and tokenizer to ``output`` and returns the result dict."""
     run.buffer.flush()
+    run.gpu_final = run.gpu.gather(run.rank, run.world, allreduce)  # a collective: every rank
     if run.rank != 0:
         return None
     run.sink.stage("saving")
@@ -353,7 +351,12 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "total_epochs": run.cfg.num_epochs, "duration_seconds": duration,
         "avg_throughput": st["tokens_processed"] / duration if duration > 0 else None,
         "final_learning_rate": run.scheduler.get_last_lr()[0], "workers": run.world,
-        "device": str(run.device), "dataset": run.counts, "config": run.cfg.model_dump(),
+        "device": str(run.device), "dataset": run.counts,
+        "precision": {**run.precision.to_dict(),
+                      "attn_implementation": attention_in_use(run.inner)
+                      or run.precision.attn_implementation},
+        "gpu_peak_allocated_gb": run.gpu_final.get("gpu_peak_allocated_gb"),
+        "gpu_workers": run.gpu_final.get("gpu_workers"), "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
         **learning_summary(run, duration),

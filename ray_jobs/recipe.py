@@ -77,7 +77,7 @@ def loop_config(recipe: Recipe) -> dict[str, Any]:
             "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
             "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
             "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step,
-            "upload_prefix": recipe.upload_prefix}
+            "upload_prefix": recipe.upload_prefix, "use_gpu": recipe.use_gpu}
 
 
 # ----- train -------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
         hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
     from backend.training.base_models import resolve_base_model
 
+    if hyper.get("gradient_checkpointing") is None:  # auto: what the estimate decided
+        hyper["gradient_checkpointing"] = bool(gpu.get("gradient_checkpointing"))
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
     from backend.db.models import new_id
 
@@ -67,6 +69,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
             set_stage(job_id, "initializing")
             phase(sink, "driver")
             sink.log("info", "preparing: reading the dataset and configuration")
+            sink.flush_logs()  # written now, not with a later batch after newer lines
             recipe = recipe_for_job(job_id, Path(tmp), fail_at_step)
             result = train(recipe)
             save(recipe, result, sink)

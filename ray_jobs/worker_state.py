@@ -54,6 +54,9 @@ class Run:
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0
     rt: Any = field(default_factory=RayTrainRuntime)  # or ray_jobs.runtime.InProcessRuntime
+    precision: Any = None  # ray_jobs.precision.Precision: device, dtypes, checkpointing
+    gpu: Any = None  # ray_jobs.gpu_metrics.GpuMonitor (inactive on CPU)
+    gpu_final: dict[str, Any] = field(default_factory=dict)  # every worker's GPU figures at the end
 
 
 def allreduce(values: list[float]) -> list[float]:

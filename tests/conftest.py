@@ -6,3 +6,19 @@ pytest_plugins = [
     "tests.fixtures.ray_cluster",
     "tests.fixtures.postgres",
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need a CUDA device: skipped where there is none (CI deselects them
+    with ``-m "not gpu"``; a lent GPU machine runs them with ``-m gpu``)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu)")
+    for item in gpu_tests:
+        item.add_marker(skip)

@@ -70,4 +70,7 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
 
 
 def money(v: float | None) -> str:
-    return "—" if v is None else f"${v:,.2f}"
+    """Money in the terminal: the dashboard's rule (``backend.costs.money_text``)."""
+    from backend.costs import money_text
+
+    return money_text(v)

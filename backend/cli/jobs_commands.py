@@ -72,7 +72,8 @@ def cmd_estimate(args) -> int:
                   f"cost {money(c['total'])} (compute {money(c['compute'])}, storage "
                   f"{money(c['storage'])}, transfer {money(c['data_transfer'])})")
     console.print(f"  memory {v['total_gb']:.1f} GB of {v['available_gb']:g} GB per worker: "
-                  + ("[green]fits[/green]" if v["fits"] else "[red]does not fit[/red]"))
+                  + ("[green]fits[/green]" if v["fits"] else "[red]does not fit[/red]")
+                  + f", gradient checkpointing {'on' if v.get('gradient_checkpointing') else 'off'}")
     b = est["budget"]
     if b.get("budget"):
         console.print(f"  budget: {money(b['projected'])} of {money(b['budget'])} this month "

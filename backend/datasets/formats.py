@@ -243,6 +243,12 @@ def _text(value: Any, where: str, problems: list[Problem], *, optional: bool = F
     return value
 
 
+def turn_where(list_key: str, number: int, noun: str = "turn") -> str:
+    """Where a message sits, as every validation message says it: counted from 1 like the role
+    check's "turn 3", with the JSON index (from 0) beside it: "turn 2 (`turns[1]`)"."""
+    return f"{noun} {number} (`{list_key}[{number - 1}]`)"
+
+
 def _messages(value: Any, spec: MessageSpec, problems: list[Problem]) -> list[tuple[str, str]]:
     """(role, content) of a list of message objects, recording every structural problem."""
     if type(value) is not list:
@@ -252,7 +258,7 @@ def _messages(value: Any, spec: MessageSpec, problems: list[Problem]) -> list[tu
     allowed = (spec.role_key, spec.content_key) + spec.optional_keys
     out: list[tuple[str, str]] = []
     for i, msg in enumerate(value, 1):
-        where = f"{spec.list_key}[{i}]"
+        where = turn_where(spec.list_key, i)
         if type(msg) is not dict:
             problems.append(("wrong_type", f"{where} must be an object, got {_type_name(msg)}", None))
             continue
@@ -290,7 +296,7 @@ def _v3_turns(obj: dict, problems: list[Problem]) -> list[tuple[str, str]]:
                          None))
         return out
     for i, pair in enumerate(pairs, 1):
-        where = f"training_pairs[{i}]"
+        where = turn_where("training_pairs", i, "pair")
         if type(pair) is not dict:
             problems.append(("wrong_type", f"{where} must be an object, got {_type_name(pair)}", None))
             continue

@@ -15,6 +15,7 @@ from backend.db.session import session_scope
 from backend.errors import InvalidInput, NotFound
 from backend.training.estimation import (CalibrationSample, DatasetStatsInput, LengthPercentiles,
                                 budget_check, estimate)
+from backend.training.memory_check import last_memory_check
 from backend.schemas import UserInfo
 from backend.training.catalogs import from_preset
 from backend.training.config import TrainingConfig, apply_overrides
@@ -75,6 +76,18 @@ def calibration_samples(s, user_id: str) -> list[CalibrationSample]:
     return out
 
 
+def memory_check_for(s, hardware_id: str, user_id: str) -> dict | None:
+    """The user's newest finished job on ``hardware_id`` whose measured peak memory can be held
+    against its prediction (``backend.training.memory_check``), as a dict; None when there is
+    none. Like the throughput calibration, another user's jobs never show up here."""
+    rows = s.scalars(select(ModelArtifact.training_summary)
+                     .join(TrainingJob, TrainingJob.id == ModelArtifact.job_id)
+                     .where(TrainingJob.status == "completed", TrainingJob.user_id == user_id)
+                     .order_by(ModelArtifact.created_at.desc()).limit(200)).all()
+    check = last_memory_check(hardware_id, list(rows))
+    return check.to_dict() if check else None
+
+
 def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfig,
                          hardware_id: str, workers: int) -> dict:
     """Estimate + hardware + budget decision as one JSON-able dict.
@@ -96,6 +109,7 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
                                hint="wait for validation, or fix the errors and upload again")
         est = estimate(stats_input(row), config, hw, workers, spec,
                        calibration_samples(s, actor.id))
+        check = memory_check_for(s, hw.id, actor.id) if hw.kind == "gpu" else None
         user = s.get(User, actor.id)
         spend = spend_this_month(s, actor.id)
         decision = budget_check(spend, est.cost.total, user.monthly_budget if user else None)
@@ -103,6 +117,24 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
     out["hardware"] = {"id": hw.id, "name": hw.name, "is_gpu": hw.kind == "gpu",
                        "memory_gb": hw.memory_gb, "cost_per_gpu_hour": hw.cost_per_gpu_hour}
     out["model_params"] = spec.params
+    out["memory_check"] = check
     out["budget"] = {**decision.to_dict(), "month_spend": spend,
                      "over_budget": not decision.allowed_without_confirmation}
     return out
+
+
+def inputs_version(actor: UserInfo, dataset_id: str) -> tuple:
+    """What an estimate of ``dataset_id`` for ``actor`` depends on besides the config, hardware
+    and workers, as one cheap read: the dataset's ``updated_at`` (its statistics), the finished
+    jobs the calibration learns from (count, latest), this month's spend and the budget. A cache
+    keyed by this and the form's values never serves an estimate its inputs have left behind."""
+    from sqlalchemy import func
+
+    with session_scope() as s:
+        row = s.get(Dataset, dataset_id)
+        check_owner(actor, row, "Dataset", dataset_id)
+        done = s.execute(select(func.count(TrainingJob.id), func.max(TrainingJob.completed_at))
+                         .where(TrainingJob.status == "completed")).one()
+        user = s.get(User, actor.id)
+        return (str(row.updated_at), row.status, int(done[0] or 0), str(done[1]),
+                spend_this_month(s, actor.id), user.monthly_budget if user else None)

@@ -166,6 +166,21 @@ def refresh_rollups(s, job_id: str, first_step: int, last_step: int | None = Non
          "tokens_max"], rows))
 
 
+def _gpu_summary(row: TrainingJob, result: dict) -> dict:
+    """Precision, attention and the measured peak memory next to the estimate's prediction (the
+    store ``backend.jobs.estimates.memory_check_for`` reads)."""
+    from backend.training.memory_check import memory_check
+
+    predicted = ((row.estimate or {}).get("vram") or {}).get("allocated_gb")
+    check = memory_check(row.gpu_config.get("gpu_type"), predicted,
+                         result.get("gpu_peak_allocated_gb"))
+    return {"precision": result.get("precision"),
+            "attn_implementation": (result.get("precision") or {}).get("attn_implementation"),
+            "gpu_peak_allocated_gb": result.get("gpu_peak_allocated_gb"),
+            "gpu_workers": result.get("gpu_workers"), "predicted_allocated_gb": predicted,
+            "memory_error_percent": check.error_percent if check else None}
+
+
 def update_progress(job_id: str, *, epoch: int, step: int, total_steps: int | None,
                     percent: float, current_metrics: dict | None, eta_s: float | None) -> None:
     """Progress fields, estimated completion and the compute cost accrued so far."""
@@ -292,7 +307,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                        "eval_samples_seconds": (result.get("eval_samples") or {}).get("seconds"),
                        "model_params": result.get("model_params")
                        or (row.estimate or {}).get("model_params"),
-                       "total_cost": row.current_cost}
+                       "total_cost": row.current_cost, **_gpu_summary(row, result)}
             count = s.scalar(select(func.count()).select_from(ModelArtifact).where(
                 ModelArtifact.user_id == row.user_id)) or 0
             s.add(ModelArtifact(

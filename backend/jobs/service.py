@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from backend import states
 from backend.access import check_owner, scope
 from backend.config import get_settings
+from backend.costs import money_text
 from backend.db.models import (Checkpoint, Dataset, JobLog, MetricsPoint, ModelArtifact,
                                TrainingJob, utcnow)
 from backend.datasets.service import MISSING_GRACE_S, _age_s
@@ -39,6 +40,12 @@ def _row(s, actor: UserInfo, job_id: str) -> TrainingJob:
     return row
 
 
+def default_job_name(dataset_name: str | None, preset_id: str | None) -> str:
+    """The name a job gets when none is typed: what Configure's job-name field shows as its
+    placeholder, "<dataset> · <preset>" (cut to the 200 characters a name may have)."""
+    return f"{dataset_name or 'dataset'} · {preset_id or 'custom'}"[:200]
+
+
 def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
                overrides: list[str] | dict | None = None, base_model: str | None = None,
                hardware_id: str = "cpu-local", workers: int = 1, allow_over_budget: bool = False,
@@ -61,8 +68,9 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
     decision = est["budget"]
     if decision["over_budget"] and not allow_over_budget:
         raise BudgetExceeded(
-            f"this job (estimated ${est['cost']['total']:,.2f}) would bring this month's spend to "
-            f"${decision['projected']:,.2f}, over your ${decision['budget']:,.2f} budget",
+            f"this job (estimated {money_text(est['cost']['total'])}) would bring this month's "
+            f"spend to {money_text(decision['projected'])}, over your "
+            f"{money_text(decision['budget'])} budget",
             hint="confirm with --allow-over-budget (or the checkbox) to start it anyway")
     decision["confirmed_over_budget"] = bool(decision["over_budget"] and allow_over_budget)
     with session_scope() as s:
@@ -72,11 +80,15 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         hw = est["hardware"]
         row = TrainingJob(
             user_id=actor.id, dataset_id=dataset_id, parent_model_id=parent_model_id,
-            name=name, preset_id=preset_id,
+            name=name or default_job_name(getattr(s.get(Dataset, dataset_id), "name", None),
+                                          preset_id),
+            preset_id=preset_id,
             hyperparameters=config.model_dump(mode="json"),
             gpu_config={"gpu_type": hw["id"], "num_gpus": workers if hw["is_gpu"] else 0,
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],
-                        "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"]},
+                        "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"],
+                        # as the estimate decided it (the setting's none = auto)
+                        "gradient_checkpointing": est["vram"]["gradient_checkpointing"]},
             estimate=est, budget_decision=decision, total_epochs=config.num_epochs,
             total_steps=est.get("total_steps"), estimated_total_cost=est["cost"]["total"],
             estimated_completion_at=None)
@@ -84,7 +96,7 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         s.flush()
         s.add(JobLog(job_id=row.id, level="INFO",
                      message=f"job created: preset {preset_id}, {workers} × {hw['id']}, "
-                             f"estimate ${est['cost']['total']:,.2f}"))
+                             f"estimate {money_text(est['cost']['total'])}"))
         job_id = row.id
     if submit:
         submit_job(job_id)
@@ -246,7 +258,10 @@ def job_logs(actor: UserInfo, job_id: str, *, level: str | None = None,
                 raise InvalidInput(f"level must be one of {', '.join(order)}")
             stmt = stmt.where(JobLog.level.in_([k for k, v in order.items()
                                                 if v >= order[level.upper()]]))
-        rows = s.scalars(stmt.order_by(JobLog.timestamp.desc(), JobLog.id).limit(limit)).all()
+        # newest first for the limit, then reversed: oldest first, by timestamp then id (the same
+        # order on every read, also for lines with one timestamp)
+        rows = s.scalars(stmt.order_by(JobLog.timestamp.desc(), JobLog.id.desc())
+                         .limit(limit)).all()
         return [JobLogInfo.model_validate(r) for r in reversed(rows)]
 
 

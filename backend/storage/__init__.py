@@ -10,7 +10,6 @@ from backend.errors import ConfigError
 from backend.storage.base import ObjectStore
 from backend.storage.keys import join_key, sanitize_filename, sanitize_key, sanitize_prefix
 from backend.storage.local import LocalObjectStore, SignedURL, get_signing_secret
-from backend.storage.s3 import S3ObjectStore
 
 SUPPORTED_SCHEMES = ("file://", "s3://")
 
@@ -19,6 +18,16 @@ __all__ = [
     "get_object_store", "get_signing_secret", "join_key", "sanitize_filename", "sanitize_key",
     "sanitize_prefix",
 ]
+
+
+def __getattr__(name: str):
+    """``S3ObjectStore`` is imported on first use: its S3 client library costs ~1 s to import,
+    which every dashboard process on the local-folder default would otherwise pay."""
+    if name == "S3ObjectStore":
+        from backend.storage.s3 import S3ObjectStore
+
+        return S3ObjectStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_object_store(settings: Settings | None = None) -> ObjectStore:
@@ -32,6 +41,8 @@ def get_object_store(settings: Settings | None = None) -> ObjectStore:
     if scheme == "file":
         return LocalObjectStore.from_url(url, settings)
     if scheme == "s3":
+        from backend.storage.s3 import S3ObjectStore
+
         return S3ObjectStore.from_settings(settings)
     raise ConfigError(f"BRIGHTRUN_STORAGE_URL={url!r} has an unsupported scheme {scheme!r}; "
                       f"supported: {', '.join(SUPPORTED_SCHEMES)}")

@@ -127,6 +127,13 @@ class TrainingConfig(BaseModel):
         None, ge=1, le=1_000_000,
         description="Save a checkpoint (adapter + optimizer state) every N optimizer steps (and at the "
                     "end). Empty/none: at the end of every epoch. Checkpoints cost storage.")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Recompute each layer's activations during the backward pass instead of "
+                    "keeping them: activation memory is kept only at each layer boundary "
+                    "(hidden states), at ~30 % more time per step. Empty/none: decided when the "
+                    "job is created — on for a GPU run the estimate says would not fit without "
+                    "it, off otherwise.")
     validation_fraction: float = Field(
         0.1, ge=0, le=0.5,
         description="Fraction of conversations held out to measure validation loss (chosen by a "

@@ -90,7 +90,9 @@ class CostBreakdown:
 
 @dataclass(frozen=True)
 class VramEstimate:
-    """Memory per worker in GiB (data parallel: every worker holds the whole model)."""
+    """Memory per worker in GiB (data parallel: every worker holds the whole model).
+    ``allocated_gb`` is what torch allocates (weights + LoRA/optimizer + activations: the figure
+    held against ``torch.cuda.max_memory_allocated``); ``total_gb`` adds the runtime overhead."""
 
     base_weights_gb: float
     lora_and_optimizer_gb: float
@@ -101,6 +103,8 @@ class VramEstimate:
     fits: bool
     headroom_gb: float
     sequence_length: int
+    allocated_gb: float = 0.0
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,27 +248,45 @@ def lora_parameter_count(model: ModelSpec, target_modules: list[str],
 
 
 def vram(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry, lora_params: int,
-         sequence_length: int) -> VramEstimate:
-    """Memory per worker for training ``model`` with ``config`` at ``sequence_length`` tokens.
+         sequence_length: int, checkpointing: bool | None = None) -> VramEstimate:
+    """Memory per worker for training ``model`` with ``config`` at ``sequence_length`` tokens,
+    with gradient checkpointing ``checkpointing`` (None: the config's value, none = off).
 
     base weights (params x dtype bytes) + trainable LoRA params x 16 bytes + activations
-    (b·s·h·L·k + one layer of attention scores b·a·s²·dtype + fp32 logits b·s·V·4)
-    + runtime overhead.
-    Raises nothing.
+    + runtime overhead. Activations without checkpointing: b·s·h·L·k + one layer of attention
+    scores b·a·s²·dtype + fp32 logits b·s·V·4; with it, only the hidden state at each layer
+    boundary is kept (b·s·h·L·dtype) plus one layer's full activations while it is recomputed
+    (b·s·h·k), the attention scores and the logits. Raises nothing.
     """
+    ckpt = bool(config.gradient_checkpointing if checkpointing is None else checkpointing)
     b, s, d = config.batch_size, sequence_length, hardware.dtype_bytes
     base = model.params * d / GIB
     trainable = lora_params * TRAINABLE_BYTES_PER_PARAM / GIB
     k = ACTIVATION_K_PER_DTYPE_BYTE * d
-    activations = (b * s * model.hidden_size * model.num_layers * k
-                   + b * model.num_attention_heads * s * s * d
+    h, layers = model.hidden_size, model.num_layers
+    kept = b * s * h * (layers * d + k) if ckpt else b * s * h * layers * k
+    activations = (kept + b * model.num_attention_heads * s * s * d
                    + b * s * model.vocab_size * LOGIT_BYTES) / GIB
     overhead = hardware.runtime_overhead_gb
-    total = base + trainable + activations + overhead
+    allocated = base + trainable + activations
+    total = allocated + overhead
     return VramEstimate(base_weights_gb=base, lora_and_optimizer_gb=trainable,
                         activations_gb=activations, overhead_gb=overhead, total_gb=total,
                         available_gb=hardware.memory_gb, fits=total <= hardware.memory_gb,
-                        headroom_gb=hardware.memory_gb - total, sequence_length=s)
+                        headroom_gb=hardware.memory_gb - total, sequence_length=s,
+                        allocated_gb=allocated, gradient_checkpointing=ckpt)
+
+
+def checkpointing_decision(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry,
+                           lora_params: int, sequence_length: int) -> bool:
+    """Whether a run trains with gradient checkpointing: the config's value when set; otherwise
+    (none) on for a GPU run that would not fit in memory without it, off on CPU and for runs that
+    fit. Used by :func:`estimate`, whose result job creation stores. Raises nothing."""
+    if config.gradient_checkpointing is not None:
+        return config.gradient_checkpointing
+    if hardware.kind != "gpu":
+        return False
+    return not vram(config, model, hardware, lora_params, sequence_length, False).fits
 
 
 # ----- the estimate ----------------------------------------------------------------------------------
@@ -340,8 +362,12 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
     cost, gpu_hours, cost_notes = _costs(stats, hardware, workers, duration_s, plan, lora_params)
     longest = stats.length_percentiles.max
     seq = min(config.max_seq_length, longest) if longest > 0 else config.max_seq_length
-    memory = vram(config, model, hardware, lora_params, seq)
+    memory = vram(config, model, hardware, lora_params, seq,
+                  checkpointing_decision(config, model, hardware, lora_params, seq))
     assumptions += _assumption_notes(hardware, workers, plan) + module_notes + cost_notes
+    assumptions.append(f"gradient checkpointing {'on' if memory.gradient_checkpointing else 'off'}"
+                       + (" (set in the config)" if config.gradient_checkpointing is not None
+                          else " (none: on only for a GPU run that would not fit without it)"))
     if longest <= 0:
         assumptions.append("conversation lengths unknown: memory assumes batches of max_seq_length")
     return Estimate(
@@ -369,8 +395,8 @@ def _assumption_notes(hardware: HardwareEntry, workers: int, plan: _TokenPlan) -
         f"evaluation is forward-only, ~{EVAL_SPEEDUP:g}x faster per token than training; "
         f"{plan.evaluations} evaluation(s) over the validation split",
         f"fixed startup of {hardware.startup_overhead_s:g} s (workers start, model loads)",
-        "no gradient checkpointing; memory-efficient attention (one layer of attention scores "
-        "counted); base weights in the compute dtype",
+        "memory-efficient attention (one layer of attention scores counted); base weights in "
+        "the compute dtype; gradient checkpointing keeps one hidden state per layer boundary",
     ]
 
 
@@ -379,8 +405,10 @@ def _warnings(config: TrainingConfig, model: ModelSpec, hardware: HardwareEntry,
     out = config.warnings(model_max_length=model.max_context, total_steps=plan.total_steps)
     if not memory.fits:
         out.append(f"needs ~{memory.total_gb:.1f} GB per worker but {hardware.id} has "
-                   f"{memory.available_gb:g} GB: lower batch_size or max_seq_length (raise "
-                   "gradient_accumulation_steps to keep the effective batch), or pick bigger hardware")
+                   f"{memory.available_gb:g} GB: "
+                   + ("" if memory.gradient_checkpointing else "turn on gradient_checkpointing, ")
+                   + "lower batch_size or max_seq_length (raise gradient_accumulation_steps to "
+                   "keep the effective batch), or pick bigger hardware")
     if plan.kept < 0.95:
         out.append(f"~{1 - plan.kept:.0%} of the dataset's tokens are beyond max_seq_length "
                    f"{config.max_seq_length} and will be truncated")

@@ -99,6 +99,8 @@ def test_assistant_mask_preview_highlights_trained_tokens_escaped(actor):
     rows = jsonl(5, text="<script>alert(1)</script> **bold**")
     make_dataset(actor, "html inside", content=rows)
     at = open_app("configure")
+    assert not at.get("html")  # off until asked: its tokenizer never slows the page's first open
+    at.toggle(key="configure_preview_on").set_value(True).run(timeout=TIMEOUT)
     (preview,) = at.get("html")
     body = preview.proto.body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>" not in body
@@ -182,6 +184,7 @@ def test_base_model_not_on_this_machine_is_explained(actor, submitted):
     make_dataset(actor, "d")
     at = open_app("configure")
     at.selectbox(key="configure_base_model").select("mistralai/Mistral-7B-v0.1")
+    at.toggle(key="configure_preview_on").set_value(True)
     at.run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     assert _money(_metrics(at)["Estimated cost"]) >= 0  # the catalog sizes it for the estimate
@@ -302,3 +305,64 @@ def test_start_training_submits_to_ray(ray_env):
                                                            "FAILED")
     if job.status in ("queued", "initializing", "running"):
         assert jobs.cancel_job(actor, job.id).status == "cancelled"
+
+
+# ----- the draft: settings survive leaving the page, and the job is what the page showed ---------
+ADVANCED = {"batch_size": 1, "warmup_steps": 10, "num_epochs": 2, "lora_rank": 4,
+            "learning_rate": 5e-4, "max_seq_length": 512, "eval_every_steps": 3}
+
+
+def _set_advanced(at) -> None:
+    for field, value in ADVANCED.items():
+        _num(at, field).set_value(value)
+    at.selectbox(key="configure_hardware").select("cpu-local")
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+
+
+def _shown(at) -> dict:
+    return {f: _num(at, f).value for f in ADVANCED}
+
+
+def test_settings_survive_leaving_and_returning(actor, submitted):
+    make_dataset(actor, "d", n=40)
+    at = open_app("configure")
+    _set_advanced(at)
+    assert _shown(at) == ADVANCED
+    for page in ("jobs", "home", "datasets"):  # away (widgets unmounted) and back
+        at.switch_page(f"../pages/{page}.py").run(timeout=TIMEOUT)
+        assert not at.exception, at.exception
+        at.switch_page("../pages/configure.py").run(timeout=TIMEOUT)
+        assert not at.exception, at.exception
+        assert _shown(at) == ADVANCED, page
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    (job,) = jobs.list_jobs(actor).items
+    hyper = job.hyperparameters
+    assert {f: hyper[f] for f in ADVANCED} == pytest.approx(ADVANCED)  # exactly what was shown
+
+
+def test_settings_survive_a_reload_through_the_url(actor):
+    """A reload is a new session: the draft comes back from the query parameters."""
+    d = make_dataset(actor, "d", n=40)
+    at = open_app("configure")
+    _set_advanced(at)
+    at.selectbox(key="configure_gradient_checkpointing").select("on").run(timeout=TIMEOUT)
+    query = {k: v for k, v in at.query_params.items()}
+    assert "gradient_checkpointing" in query and "num_epochs" in query and "seed" not in query
+    assert query["dataset_id"] in (d.id, [d.id])
+    fresh = open_app("configure", {k: (v[0] if isinstance(v, list) else v)
+                                   for k, v in query.items()})
+    assert not fresh.exception, fresh.exception
+    assert _shown(fresh) == ADVANCED
+    assert fresh.selectbox(key="configure_gradient_checkpointing").value == "on"
+
+
+def test_default_job_name_is_the_placeholder(actor, submitted):
+    make_dataset(actor, "Demo support v4")
+    at = open_app("configure")
+    placeholder = at.text_input(key="configure_name").placeholder
+    assert placeholder == "Demo support v4 · balanced"
+    at.button(key="configure_start").click().run(timeout=TIMEOUT)
+    (job,) = jobs.list_jobs(actor).items
+    assert job.name == placeholder

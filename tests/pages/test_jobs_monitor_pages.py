@@ -215,6 +215,56 @@ def test_reconcile_runs_at_most_every_ten_seconds(actor):
     assert maybe_reconcile(now=1e9 + RECONCILE_EVERY_S + 0.1) is True
 
 
+def _max_step_in(spec) -> float:
+    """The right end of the step axis of every x encoding in a (layered) spec."""
+    ends = []
+    if isinstance(spec, dict):
+        x = (spec.get("encoding") or {}).get("x") or {}
+        if x.get("field") == "step" and (x.get("scale") or {}).get("domain"):
+            ends.append(x["scale"]["domain"][1])
+        for value in spec.values():
+            ends.append(_max_step_in(value))
+    elif isinstance(spec, list):
+        ends += [_max_step_in(v) for v in spec]
+    return max([e for e in ends if e is not None], default=0)
+
+
+def test_monitor_header_charts_and_checkpoints_show_one_moment(actor):
+    """Points and checkpoints past the header's step (written between the reads) are not drawn;
+    charts that lag the header say so; log lines come oldest first, by timestamp then id."""
+    d = make_dataset(actor, "d")
+    job = new_job(actor, d.id, name="moment")
+    sink = run_job(job.id, steps=6)  # progress: step 6
+    jp.append_metrics(job.id, [{"epoch": 1, "step": s, "training_loss": 1.0} for s in (7, 8)])
+    jp.add_checkpoint(job.id, step=8, epoch=1, loss=1.0, bucket="local", path="file:///x/8",
+                      size_bytes=10)
+    jp.add_checkpoint(job.id, step=3, epoch=0, loss=2.0, bucket="local", path="file:///x/3",
+                      size_bytes=10)
+    at = open_app("monitor", {"job_id": job.id})
+    assert not at.exception, at.exception
+    assert jobs.get_job(actor, job.id).current_step == 6  # what the header shows
+    specs = [json.loads(c.proto.spec) for c in _charts(at)]
+    assert all(6 <= _max_step_in(s) < 7 for s in specs)  # up to the header's step, padded
+    (table,) = at.dataframe
+    assert list(table.value["step"]) == [3]  # the checkpoint at step 8 is after this moment
+    # the header moves on while the trainer's points lag: the charts say how far they go
+    sink.progress(1, 9, 12, 75.0, {"training_loss": 1.0}, 30.0)
+    at = open_app("monitor", {"job_id": job.id})
+    assert any("Charts up to step 8 of 9" in c.value for c in at.caption)
+    # a line written late but stamped when it happened sits where it happened; lines with one
+    # timestamp keep one order on every read (timestamp, then id)
+    jp.add_logs(job.id, [{"level": "INFO", "message": "early", "timestamp":
+                          utcnow() - timedelta(hours=1)}])
+    when = utcnow()
+    jp.add_logs(job.id, [{"level": "INFO", "message": f"same moment {i}", "timestamp": when}
+                         for i in range(3)])
+    lines = jobs.job_logs(actor, job.id)
+    assert [ln.timestamp for ln in lines] == sorted(ln.timestamp for ln in lines)
+    assert lines[0].message == "early"
+    assert [ln.message for ln in lines] == [ln.message for ln in jobs.job_logs(actor, job.id)]
+    sink.failed("boom", "")
+
+
 def test_monitor_shows_the_start_up_timeline_while_a_job_waits(actor):
     import time as _time
 

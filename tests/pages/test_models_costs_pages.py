@@ -209,7 +209,9 @@ def test_costs_totals_by_type_day_and_job(actor):
         "$13.25", "$12.50", "$0.25", "$0.50")
     by_job = at.dataframe[0].value
     assert list(by_job["job"]) == ["<b>Big</b> run", "small", "storage / other"]
-    assert list(by_job["amount"]) == [12.5, 0.5, 0.25]
+    assert list(by_job["amount"]) == ["$12.50", "$0.50", "$0.25"]
+    assert [round(x, 4) for x in by_job["share"]] == [round(12.5 / 13.25, 4),
+                                                     round(0.5 / 13.25, 4), round(0.25 / 13.25, 4)]
     assert at.get("vega_lite_chart")  # by day
     assert "No monthly budget set" in texts(at)
 
@@ -223,7 +225,13 @@ def test_tiny_costs_are_not_shown_as_zero(actor):
     at = open_app("costs")
     assert not at.exception, at.exception
     m = _metrics(at)
-    assert (m["Total"], m["Compute"], m["Storage"]) == ("$0.0016", "$0.0016", "$0.00")
+    # one rule on every page: to the cent, "< $0.01" under a cent, no share beside such a row
+    assert (m["Total"], m["Compute"], m["Storage"]) == ("< $0.01", "< $0.01", "$0.00")
+    by_job = at.dataframe[0].value
+    assert list(by_job["amount"]) == ["< $0.01", "< $0.01"]
+    assert by_job["share"].isna().all()
+    home = open_app("home")
+    assert _metrics(home)["Spend this month"] == "< $0.01"
     (chart,) = at.get("vega_lite_chart")
     y = json.loads(chart.proto.spec)["encoding"]["y"]
     assert y["axis"]["format"] == "$,.4f"  # distinct ticks ($0.0005, $0.0010…), not "$0.00"
@@ -295,8 +303,8 @@ def test_admin_sees_all_users(actor):
     assert not at.exception, at.exception
     assert _metrics(at)["Total"] == "$5.00"
     by_user = at.dataframe[1].value
-    assert dict(zip(by_user["user"], by_user["amount"])) == {"bea@example.com": 3.0,
-                                                             "local@brightrun.local": 2.0}
+    assert dict(zip(by_user["user"], by_user["amount"])) == {"bea@example.com": "$3.00",
+                                                             "local@brightrun.local": "$2.00"}
     set_budget(actor, actor.id, 10.0)
     at.run(timeout=TIMEOUT)
     assert any("Within budget" in s.value for s in at.success)  # the budget stays your own

@@ -173,8 +173,9 @@ def test_truncation_reduces_tokens_and_warns():
     (TINY, "cpu-local", 8, 2048, True),
     (TINY, "cpu-local", 16, 2048, True),
 ])
-def test_fits_in_memory(model, hw, batch, seq, fits):
-    est = run(cfg(model, batch_size=batch, max_seq_length=seq), hw=hw, model=model,
+def test_fits_in_memory(model, hw, batch, seq, fits):  # without gradient checkpointing
+    est = run(cfg(model, batch_size=batch, max_seq_length=seq, gradient_checkpointing=False),
+              hw=hw, model=model,
               data=stats(p=(500, 1500, 3500, 8000)))
     assert est.vram.sequence_length == seq
     assert est.vram.fits is fits

@@ -49,7 +49,8 @@ from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.startup import phase
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
-from ray_jobs.worker_eval import evaluate, note_validation
+from ray_jobs.worker_eval import (choose_sample_prompts, evaluate, learning_summary,
+                                  measure_base, note_validation, record_samples)
 from ray_jobs.worker_state import Run as _Run
 from ray_jobs.worker_state import TrainConfig, allreduce
 
@@ -134,6 +135,7 @@ def _load_data(run: _Run) -> None:
                                             cfg.validation_seed)
     run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
     run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
+    choose_sample_prompts(run, val_convs)
     if not run.train:
         raise InvalidInput("the training split has no usable conversation", code="empty_dataset")
     batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
@@ -211,6 +213,7 @@ def lr_lambda(warmup: int, total: int, kind: str):
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
     run.sink.stage("training")
+    measure_base(run)
     run.train_started = time.monotonic()
     for epoch in range(st["epoch"], cfg.num_epochs):
         batches = shard_batches(make_batches(run.train, cfg.batch_size, cfg.seed, epoch),
@@ -251,6 +254,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
             run.sink.stage("validating")
         val_loss = evaluate(run)
         note_validation(run, epoch, val_loss, last_in_epoch)
+        record_samples(run, st["global_step"])
     if last_in_epoch:
         st["train_loss_history"].append(
             {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
@@ -366,4 +370,5 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "gpu_workers": run.gpu_final.get("gpu_workers"), "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
+        **learning_summary(run, duration),
     }

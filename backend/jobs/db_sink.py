@@ -62,6 +62,9 @@ class DbSink:
                           size_bytes=size_bytes)
         self.log("info", f"checkpoint at step {step} (epoch {epoch}) saved to {uri}")
 
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
+        jp.add_samples(self.job_id, step, items)
+
     def resumed(self, step: int, epoch: int) -> None:
         def go() -> None:
             with session_scope() as s:
@@ -138,6 +141,7 @@ def normalise_result(result: dict[str, Any]) -> dict[str, Any]:
         "final_val_loss": result.get("final_val_loss", result.get("final_validation_loss")),
         "best_val_loss": result.get("best_val_loss", result.get("best_validation_loss")),
         "best_epoch": result.get("best_epoch"),
+        "base_val_loss": result.get("base_val_loss", result.get("base_validation_loss")),
         "tokens_processed": result.get("tokens_processed",
                                        result.get("total_tokens_processed")),
         "duration_s": result.get("duration_s", result.get("duration_seconds")),

@@ -19,8 +19,8 @@ from sqlalchemy import delete, func, insert, literal_column, select
 
 from backend import states
 from backend.costs import add_cost
-from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, JobLog, MetricsPoint,
-                               MetricsRollup, TrainingJob, utcnow)
+from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, EvalSample, JobLog,
+                               MetricsPoint, MetricsRollup, TrainingJob, utcnow)
 from backend.db.session import dispose_engines, session_scope
 from backend.errors import DatabaseError, NotFound
 from backend.notifications import notify
@@ -251,6 +251,26 @@ def add_checkpoint(job_id: str, *, step: int, epoch: int, loss: float | None, bu
     with_retry(go, "checkpoint")
 
 
+def add_samples(job_id: str, step: int, items: list[dict]) -> int:
+    """Store the evaluation samples of ``step`` (each ``{index, question, prompt, reference,
+    answer}``), replacing what that step had (a resumed run sends them again). Returns how many."""
+    if not items:
+        return 0
+
+    def go() -> int:
+        with session_scope() as s:
+            _job(s, job_id)
+            s.execute(delete(EvalSample).where(EvalSample.job_id == job_id,
+                                               EvalSample.step == int(step)))
+            s.add_all(EvalSample(job_id=job_id, step=int(step), prompt_index=int(it["index"]),
+                                 question=str(it.get("question") or ""),
+                                 prompt=str(it.get("prompt") or ""),
+                                 reference=str(it.get("reference") or ""),
+                                 answer=str(it.get("answer") or "")) for it in items)
+            return len(items)
+    return with_retry(go, "evaluation samples")
+
+
 def fail_job(job_id: str, message: str, stack: str | None = None) -> bool:
     """Mark an active job failed with its error and notify the user. Returns False when the job had
     already ended (e.g. cancelled)."""
@@ -295,7 +315,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
             workers = int(row.gpu_config.get("num_workers") or 1)
             qm = quality_metrics(result.get("first_train_loss"), result.get("final_train_loss"),
                                  result.get("final_val_loss"), result.get("best_val_loss"),
-                                 result.get("best_epoch"))
+                                 result.get("best_epoch"), result.get("base_val_loss"))
             summary = {"duration_seconds": duration, "total_epochs": row.total_epochs,
                        "total_steps": result.get("total_steps") or row.total_steps,
                        "final_learning_rate": result.get("final_learning_rate"),
@@ -304,6 +324,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                        "avg_throughput": result.get("avg_throughput"),
                        "truncated_conversations": result.get("truncated"),
                        "hardware": row.gpu_config.get("gpu_type"), "workers": workers,
+                       "eval_samples_seconds": (result.get("eval_samples") or {}).get("seconds"),
                        "model_params": result.get("model_params")
                        or (row.estimate or {}).get("model_params"),
                        "total_cost": row.current_cost, **_gpu_summary(row, result)}

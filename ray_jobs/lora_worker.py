@@ -7,6 +7,7 @@
 - ``dataset``: local path or ``file://`` URL of the JSONL dataset, or ``store:KEY`` for an object of
   the configured object store (every worker reads it);
 - ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
+  may be empty with ``upload_prefix``: rank 0 then uses a temporary folder of its own node;
 - ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
@@ -30,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -47,7 +50,8 @@ from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.startup import phase
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
-from ray_jobs.worker_eval import evaluate, note_validation
+from ray_jobs.worker_eval import (choose_sample_prompts, evaluate, learning_summary,
+                                  measure_base, note_validation, record_samples)
 from ray_jobs.worker_state import Run as _Run
 from ray_jobs.worker_state import TrainConfig, allreduce
 
@@ -132,6 +136,7 @@ def _load_data(run: _Run) -> None:
                                             cfg.validation_seed)
     run.train, counts = encode_all(run.tokenizer, train_convs, cfg.max_seq_length)
     run.val, vcounts = encode_all(run.tokenizer, val_convs, cfg.max_seq_length)
+    choose_sample_prompts(run, val_convs)
     if not run.train:
         raise InvalidInput("the training split has no usable conversation", code="empty_dataset")
     batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
@@ -209,6 +214,7 @@ def lr_lambda(warmup: int, total: int, kind: str):
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
     run.sink.stage("training")
+    measure_base(run)
     run.train_started = time.monotonic()
     for epoch in range(st["epoch"], cfg.num_epochs):
         batches = shard_batches(make_batches(run.train, cfg.batch_size, cfg.seed, epoch),
@@ -249,6 +255,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
             run.sink.stage("validating")
         val_loss = evaluate(run)
         note_validation(run, epoch, val_loss, last_in_epoch)
+        record_samples(run, st["global_step"])
     if last_in_epoch:
         st["train_loss_history"].append(
             {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
@@ -313,9 +320,13 @@ def _finish(run: _Run) -> dict[str, Any] | None:
     if run.rank != 0:
         return None
     run.sink.stage("saving")
-    if not run.loop.get("output"):
+    prefix = run.loop.get("upload_prefix")
+    if not run.loop.get("output") and not prefix:
         raise InvalidInput("loop_config has no `output` folder", code="invalid_output")
-    out = local_path(run.loop["output"], "output")
+    # no output folder: rank 0 writes to a folder of its own node, uploads it and removes it
+    # (the driver's paths may be on another machine)
+    out = local_path(run.loop["output"], "output") if run.loop.get("output") \
+        else Path(tempfile.mkdtemp(prefix="brightrun-adapter-"))
     out.mkdir(parents=True, exist_ok=True)
     run.inner.save_pretrained(out)
     run.tokenizer.save_pretrained(out)
@@ -324,13 +335,17 @@ def _finish(run: _Run) -> dict[str, Any] | None:
                                               run.loop.get("card")))
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
-    run.sink.log("info", f"adapter saved to {out}")
-    prefix = run.loop.get("upload_prefix")
     if prefix:
         from backend.storage import get_object_store
 
         result["uploaded"] = {"prefix": prefix,
                               "sizes": get_object_store().upload_dir(out, prefix)}
+        run.sink.log("info", f"adapter uploaded once, by rank 0, to {prefix}")
+        if not run.loop.get("output"):
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        run.sink.log("info", f"adapter saved to {out}")
+    getattr(run.sink, "flush_logs", lambda: None)()  # rank 0's buffered lines: before it exits
     return result
 
 
@@ -358,4 +373,5 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "gpu_workers": run.gpu_final.get("gpu_workers"), "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
+        **learning_summary(run, duration),
     }

@@ -45,7 +45,8 @@ def render_readme(result: dict[str, Any], base_name: str, brightrun_id: str | No
     quality = quality_metrics(history[0]["training_loss"] if history else None,
                               result.get("final_training_loss"),
                               result.get("final_validation_loss"),
-                              result.get("best_validation_loss"), result.get("best_epoch"))
+                              result.get("best_validation_loss"), result.get("best_epoch"),
+                              result.get("base_validation_loss"))
     counts = result.get("dataset") or {}
     title = card.get("job_name") or "LoRA adapter"
     dataset = card.get("dataset_name") or "(dataset file)"

@@ -40,8 +40,8 @@ def decode(field: str, text: str, kinds: Mapping[str, type]) -> Any:
         return None if text.strip().lower() == NONE_TEXT else int(text)
     if kind is list:
         return [t.strip() for t in text.split(",") if t.strip()]
-    if kind is float:
-        return float(text)
+    if kind is float:  # an optional float (warmup_ratio) may be "none"
+        return None if text.strip().lower() == NONE_TEXT else float(text)
     if kind is int:
         return int(text)
     return str(text)

@@ -42,15 +42,19 @@ INTS = {"batch_size": ("Batch size", 1), "num_epochs": ("Epochs", 1),
 # optional ints (empty = the field's default, None: once per epoch) → (label, step, placeholder)
 OPTIONAL_INTS = {"eval_every_steps": ("Eval interval (steps)", 1, "per epoch"),
                  "checkpoint_every_steps": ("Checkpoint interval", 1, "per epoch")}
+# optional floats (empty = None) → (label, step, number format, placeholder)
+OPTIONAL_FLOATS = {"warmup_ratio": ("Warmup (fraction of run)", 0.05, "%.2f", "none")}
+OPTIONAL = (*OPTIONAL_INTS, *OPTIONAL_FLOATS)
 GRID = (("learning_rate", "batch_size", "num_epochs"),
         ("lora_rank", "lora_alpha", "lora_dropout"),
-        ("warmup_steps", "weight_decay", "gradient_accumulation_steps"),
-        ("max_grad_norm", "max_seq_length", "seed"),
-        ("validation_fraction", "eval_every_steps", "checkpoint_every_steps"))
+        ("warmup_ratio", "warmup_steps", "weight_decay"),
+        ("gradient_accumulation_steps", "max_grad_norm", "max_seq_length"),
+        ("seed", "validation_fraction", "eval_every_steps"),
+        ("checkpoint_every_steps",))
 # gradient checkpointing: widget value → config value (auto = none: decided by the estimate)
 CHECKPOINTING = {"auto": None, "on": True, "off": False}
 CHECKPOINTING_LABELS = {"auto": "Auto (on if it would not fit)", "on": "On", "off": "Off"}
-FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL_INTS,
+FORM_FIELDS = ("base_model", "target_modules", *FLOATS, *INTS, *OPTIONAL,
                "gradient_checkpointing")
 SPLIT_SEED = 0  # the trainer's split seed (ray_jobs.lora_worker.TrainConfig.validation_seed)
 EXACT_SPLIT_MAX_BYTES = 128 * 2**20  # larger files: the held-out count is approximated
@@ -68,6 +72,8 @@ def _cast(field: str, value: Any) -> Any:
         return int(value)
     if field in OPTIONAL_INTS:
         return None if value is None else int(value)
+    if field in OPTIONAL_FLOATS:
+        return None if value is None else float(value)
     if field == "target_modules":
         return list(value)
     if field == "gradient_checkpointing":
@@ -79,15 +85,16 @@ def _cast(field: str, value: Any) -> Any:
 def preset_values(preset_id: str) -> dict[str, Any]:
     """Every form field as the preset sets it (base model: the configured default). Raises
     NotFound for an unknown preset."""
-    from backend.config import get_settings
+    from backend.training.base_models import default_base_model
 
     return {f: (list(v) if isinstance(v, list) else v) for f, v in
-            _preset_values(preset_id, get_settings().default_base_model)}
+            _preset_values(preset_id, default_base_model())}
 
 
 @functools.lru_cache(maxsize=32)
 def _preset_values(preset_id: str, default_base_model: str) -> tuple:
-    """Cached per preset and configured default base model (the catalog is read once)."""
+    """Cached per preset and default base model (the configured one, else SmolLM2 once installed;
+    the catalog is read once)."""
     config = jobs.build_config(preset_id).model_dump(mode="json")
     return tuple((f, config[f]) for f in FORM_FIELDS)
 
@@ -108,6 +115,7 @@ def choose_preset(preset_id: str) -> None:
 KINDS: dict[str, type] = {"base_model": str, "target_modules": list,
                           **{f: float for f in FLOATS}, **{f: int for f in INTS},
                           **{f: type(None) for f in OPTIONAL_INTS},
+                          **{f: float for f in OPTIONAL_FLOATS},  # "none" → None (decode)
                           "gradient_checkpointing": str}  # the widget's "auto" / "on" / "off"
 
 
@@ -225,6 +233,11 @@ def _number(name: str) -> None:
         lo, hi = _bounds(name, step)
         st.number_input(label, min_value=lo, max_value=hi, step=step, value=None,
                         placeholder=placeholder, key=key(name), help=_help(name))
+    elif name in OPTIONAL_FLOATS:
+        label, step, fmt, placeholder = OPTIONAL_FLOATS[name]
+        lo, hi = _bounds(name, step)
+        st.number_input(label, min_value=float(lo), max_value=float(hi), step=step, value=None,
+                        format=fmt, placeholder=placeholder, key=key(name), help=_help(name))
     else:
         label, step = INTS[name]
         lo, hi = _bounds(name, step)
@@ -236,22 +249,17 @@ def _module_options(current: list[str]) -> list[str]:
     return list(catalogs.ALL_LINEAR) + [m for m in current if m not in catalogs.ALL_LINEAR]
 
 
-def _base_model_options(current: str) -> tuple[list[str], set[str]]:
-    """Models on this machine, then catalog models (estimates only), plus the current value."""
-    from backend.training.base_models import available_base_models
-
-    here = available_base_models()
-    names = here + [m.id for m in catalogs.list_models() if m.id not in here]
-    return (names if not current or current in names else [current, *names]), set(here)
-
-
 def advanced_settings() -> dict[str, Any]:
     """The hyperparameter widgets in an expander; returns the form values."""
+    from app import base_model_picker as picker
+
+    picker.install_status(key("base_model"))
+    if key("base_model") not in st.session_state:
+        st.session_state[key("base_model")] = preset_values(DEFAULT_PRESET)["base_model"]
     with st.expander("Advanced settings", icon=":material/tune:"):
-        options, here = _base_model_options(st.session_state.get(key("base_model"), ""))
+        options, infos = picker.options(st.session_state.get(key("base_model"), ""))
         st.selectbox("Base model", options, key=key("base_model"), accept_new_options=True,
-                     format_func=lambda n: n if n in here else f"{n} (estimate only: not on "
-                                                               "this machine)",
+                     format_func=lambda n: picker.label(n, infos),
                      help=_help("base_model") + " Type a local folder path to use another model.")
         st.multiselect("Target modules", _module_options(
             st.session_state.get(key("target_modules"), [])), key=key("target_modules"),
@@ -283,7 +291,7 @@ def is_modified(values: dict[str, Any], preset: str) -> bool:
     except Exception:  # noqa: BLE001 - an unknown preset counts as modified
         return True
     return any(_cast(f, values.get(f)) != _cast(f, ref[f]) for f in FORM_FIELDS
-               if f != "base_model" and (values.get(f) is not None or f in OPTIONAL_INTS))
+               if f != "base_model" and (values.get(f) is not None or f in OPTIONAL))
 
 
 def job_preset(values: dict[str, Any], preset: str) -> str:
@@ -295,7 +303,7 @@ def overrides(values: dict[str, Any]) -> dict[str, Any]:
     """What create_job / build_config get on top of the preset: every form value (an empty
     optional field is sent as None: once per epoch)."""
     out = dict(st.session_state.get(EXTRA_KEY) or {})
-    out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL_INTS})
+    out.update({f: v for f, v in values.items() if v is not None or f in OPTIONAL})
     if out.get("gradient_checkpointing") in CHECKPOINTING:
         out["gradient_checkpointing"] = CHECKPOINTING[out["gradient_checkpointing"]]
     return out

@@ -7,10 +7,10 @@ import streamlit as st
 
 from app import gpu_widgets, job_charts
 from app.job_widgets import cell_text, fmt_duration, fmt_money
-from backend.training.quality import NOT_RATED, rating_text
 from app.widgets import badge_markdown, fmt_int, fmt_time, literal, page_path, short_label
 from backend.jobs import service as jobs
 from backend.errors import BrightRunError
+from backend.training.quality import THRESHOLDS
 
 RATING_COLOURS = {"excellent": ("green", "verified"), "good": ("blue", "thumb_up"),
                   "fair": ("orange", "trending_flat"), "poor": ("red", "thumb_down")}
@@ -60,21 +60,37 @@ def header(m) -> None:
 
 def quality(m) -> None:
     q = m.quality_metrics or {}
-    c = st.columns(5)
-    c[0].metric("Final training loss", _loss(q.get("final_training_loss")))
-    c[1].metric("Final validation loss", _loss(q.get("final_validation_loss")))
+    reduction = q.get("loss_reduction")
+    base = q.get("base_validation_loss")
+    c = st.columns(6)
+    c[0].metric("Base model val. loss", _loss(base),
+                help="The base model's validation loss, measured before the first step "
+                     "(step 0 of the loss curve).")
+    c[1].metric("Final validation loss", _loss(q.get("final_validation_loss")),
+                delta=None if reduction is None or base is None else f"{-reduction:+.1%}",
+                delta_color="inverse", help="Change against the base model's validation loss.")
     c[2].metric("Best validation loss", _loss(q.get("best_validation_loss")))
+    c[3].metric("Final training loss", _loss(q.get("final_training_loss")))
     ppl = q.get("perplexity")
-    c[3].metric("Perplexity", "—" if ppl is None else f"{ppl:,.2f}",
+    c[4].metric("Perplexity", "—" if ppl is None else f"{ppl:,.2f}",
                 help="exp(final validation loss)")
-    c[4].metric("Best epoch", "—" if q.get("best_epoch") is None else str(q["best_epoch"]))
-    rating = q.get("convergence_quality")
-    if rating in (None, NOT_RATED):
-        st.caption(f"**{rating_text(rating)}**: nothing was held out for validation, so there is "
-                   "no validation loss and no gap between validation and training loss to judge.")
-    else:
-        st.caption(f"Convergence **{literal(rating)}**: rated from how far the loss fell and the "
-                   "gap between validation and training loss.")
+    c[5].metric("Best epoch", "—" if q.get("best_epoch") is None else str(q["best_epoch"]))
+    st.caption(f"Convergence **{literal(q.get('convergence_quality') or 'unrated')}**: "
+               + rating_rule_text(q))
+
+
+def rating_rule_text(q: dict) -> str:
+    """How the rating was reached, in words (the rule: backend/training/quality.py)."""
+    reduction = q.get("loss_reduction")
+    if reduction is None:
+        return "no validation loss to rate against."
+    against = ("the base model's validation loss" if q.get("reduction_reference")
+               == "base_validation_loss" else "the first training loss (no base model loss "
+               "was recorded)")
+    where = f"{reduction:.1%} below" if reduction >= 0 else f"{-reduction:.1%} above"
+    rule = ", ".join(f"≥ {low:.0%} and gap ≤ {gap:.0%}: {name}" for name, low, gap in THRESHOLDS)
+    return (f"validation loss {where} {against}. Rule (reduction, and the gap between validation "
+            f"and training loss): {rule}; otherwise poor.")
 
 
 def training_summary(m, fig) -> None:
@@ -97,6 +113,10 @@ def training_summary(m, fig) -> None:
                 help="Total time × workers.")
     c[2].metric("Training cost", fmt_money(fig.cost))
     c[3].metric("Truncated conversations", fmt_int(t.get("truncated_conversations")))
+    spent, duration = t.get("eval_samples_seconds"), t.get("duration_seconds")
+    if spent is not None and duration:
+        st.caption(f"Evaluation samples (greedy answers at each evaluation) took {spent:,.1f} s, "
+                   f"{spent / duration:.1%} of the run.")
     gpu_widgets.summary_caption(t)
 
 

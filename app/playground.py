@@ -1,10 +1,13 @@
 """Playground of the Models page: one prompt answered by the base model and by base + adapter,
-side by side (greedy decoding, at most ``MAX_NEW_TOKENS`` new tokens, the chat template).
+side by side (greedy decoding, at most ``MAX_NEW_TOKENS`` new tokens, the chat template); the
+held-out prompts of the model's evaluation samples are offered as ready-made prompts.
 
 The base model is loaded with ``transformers`` from where ``resolve_base_model`` finds it (never
-downloaded); the adapter's files are copied from the object store into a temporary folder and
-loaded with ``PeftModel.from_pretrained``. One loaded model per adapter is kept with
-``st.cache_resource``; the base answer comes from the same model with the adapter disabled.
+downloaded; a model that is not on this machine is a clear error before anything loads); the
+adapter's files are copied from the object store into a temporary folder and loaded with
+``PeftModel.from_pretrained``. The loaded model is kept per process with ``st.cache_resource``,
+keyed by (adapter id, base model path): only the first use waits for the load. The base answer
+comes from the same model with the adapter disabled.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.monitor_samples import answer_markdown
 from app.widgets import literal, show_error
 from backend import adapters as models
+from backend.jobs.samples import base_vs_adapter, job_samples
 from backend.errors import BrightRunError, InvalidInput
 
 MAX_NEW_TOKENS = 64
@@ -28,20 +33,33 @@ def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def base_model_path(base_model: str) -> str:
+    """Where the base model is on this machine. Raises InvalidInput (code
+    ``base_model_unavailable``) with what to do when it is not here."""
+    from backend.config import get_settings
+    from backend.training.base_models import resolve_base_model
+
+    return resolve_base_model(base_model, get_settings().home)
+
+
 @st.cache_resource(max_entries=2, show_spinner="Loading the base model and the adapter…")
-def load_adapted(model_id: str, base_model: str, _actor) -> tuple:
-    """(tokenizer, PeftModel) for a model; access was checked by the caller."""
+def load_adapted(model_id: str, base_path: str, _actor) -> tuple:
+    """(tokenizer, PeftModel) for adapter ``model_id`` over the base model at ``base_path``, kept
+    per process for each (base path, adapter id); access was checked by the caller. Raises
+    InvalidInput when the adapter's files are missing or cannot be loaded."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training.base_models import resolve_base_model
-    from backend.config import get_settings
     from backend.training.data import ensure_chat_template
 
-    base_path = resolve_base_model(base_model, get_settings().home)
+    files = models.model_files(_actor, model_id)
+    if not any(f["name"] == "adapter_config.json" for f in files):
+        raise InvalidInput("this model's adapter files are missing from storage, so it cannot be "
+                           "loaded", code="adapter_unloadable",
+                           hint="train it again from this page (Train again)")
     folder = Path(tempfile.mkdtemp(prefix=f"brightrun-adapter-{model_id[:8]}-"))
-    for f in models.model_files(_actor, model_id):
+    for f in files:
         target = folder / f["name"]
         target.parent.mkdir(parents=True, exist_ok=True)
         with models.open_file(_actor, model_id, f["name"]) as src, target.open("wb") as dst:
@@ -87,15 +105,42 @@ def generate_pair(actor, m, prompt: str) -> dict:
     if not prompt:
         raise InvalidInput("type a prompt first")
     models.get_model(actor, m.id)  # access check on every use (the loaded model is shared)
-    tokenizer, model = load_adapted(m.id, m.base_model, actor)
+    tokenizer, model = load_adapted(m.id, base_model_path(m.base_model), actor)
     with _generate_lock:
         return {"base": _answer(tokenizer, model, prompt, adapter=False),
                 "adapter": _answer(tokenizer, model, prompt, adapter=True)}
 
 
+def _use_prompt(text: str) -> None:
+    st.session_state["models_play_prompt"] = text
+
+
+def _held_out_prompts(actor, m) -> None:
+    """Buttons that fill the prompt with the questions of the model's evaluation samples."""
+    try:
+        rows = base_vs_adapter(job_samples(actor, m.job_id))
+    except BrightRunError:
+        rows = []
+    if not rows:
+        return
+    st.caption("Held-out prompts of this model's dataset (see Overview for the answers recorded "
+               "during training):")
+    cols = st.columns(len(rows))
+    for col, row in zip(cols, rows):
+        col.button(_short(row["question"]), key=f"models_play_use_{row['index']}",
+                   on_click=_use_prompt, args=(row["question"],), width="stretch",
+                   help=row["question"])
+
+
+def _short(text: str, width: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def playground(actor, m) -> None:
     st.caption(f"Greedy decoding, up to {MAX_NEW_TOKENS} new tokens, with the chat template. "
                "The first run loads the base model (may take a while for big models).")
+    _held_out_prompts(actor, m)
     prompt = st.text_area("Prompt", key="models_play_prompt", height=90,
                           placeholder="Ask something your dataset is about…")
     if st.button("Generate", key="models_play_run", icon=":material/play_arrow:"):
@@ -111,7 +156,7 @@ def playground(actor, m) -> None:
     c = st.columns(2)
     with c[0].container(border=True):
         st.markdown(f"**Base model** · {literal(m.base_model)}")
-        st.markdown(literal(result["base"] or "(no text: only whitespace or special tokens)"))
+        st.markdown(answer_markdown(result["base"]))
     with c[1].container(border=True):
         st.markdown(f"**Base + adapter** · {literal(m.name)}")
-        st.markdown(literal(result["adapter"] or "(no text: only whitespace or special tokens)"))
+        st.markdown(answer_markdown(result["adapter"]))

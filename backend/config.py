@@ -6,8 +6,11 @@ the variable.
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,8 +43,15 @@ ENV_VARS: dict[str, str] = {
     "secret_key": "BRIGHTRUN_SECRET_KEY",
     "user": "BRIGHTRUN_USER",
     "password": "BRIGHTRUN_PASSWORD",
+    "dashboard_address": "BRIGHTRUN_DASHBOARD_ADDRESS",
+    "allow_network_without_auth": "BRIGHTRUN_ALLOW_NETWORK_WITHOUT_AUTH",
+    "reconcile_interval_s": "BRIGHTRUN_RECONCILE_INTERVAL_S",
+    "missing_resource_wait_s": "BRIGHTRUN_MISSING_RESOURCE_WAIT_S",
+    "secrets_file": "BRIGHTRUN_SECRETS_FILE",
 }
 SECRET_FIELDS = {"s3_secret_key", "secret_key", "password", "ray_auth_token"}
+BOOL_FIELDS = ("s3_secure", "s3_cert_check", "allow_network_without_auth")
+SECONDS_FIELDS = ("reconcile_interval_s", "missing_resource_wait_s")
 
 
 class Settings(BaseModel):
@@ -76,10 +86,13 @@ class Settings(BaseModel):
     auth: Literal["none", "password"] = Field("none", description="none: one local user, no login. "
                                                                  "password: users with passwords "
                                                                  "and roles (team mode).")
-    default_base_model: str = Field(TINY_MODEL_ID, description="Base model preselected for new jobs: "
-                                                               "a Hugging Face id or local path present "
-                                                               "on the machine; brightrun/tiny-llama is "
-                                                               "built offline.")
+    default_base_model: str | None = Field(None, description="Base model preselected for new jobs: an "
+                                                             "installed base model id, a Hugging Face "
+                                                             "id or local path present on the machine. "
+                                                             "Unset: smollm2-135m-instruct when "
+                                                             "installed (`brightrun base-models "
+                                                             "install`), else brightrun/tiny-llama "
+                                                             "(built offline).")
     secret_key: str | None = Field(None, description="Secret used to sign local download links and "
                                                      "dashboard sessions; generated into "
                                                      "$BRIGHTRUN_HOME when unset.")
@@ -87,6 +100,28 @@ class Settings(BaseModel):
                                                "acts as (or pass --user).")
     password: str | None = Field(None, description="Password mode, CLI: that user's password "
                                                    "(asked for when unset and a terminal is attached).")
+    dashboard_address: str = Field("127.0.0.1", description="Address `scripts/run` serves the "
+                                   "dashboard on. Default 127.0.0.1: this machine only. Any other "
+                                   "address (e.g. 0.0.0.0) needs BRIGHTRUN_AUTH=password, or "
+                                   "BRIGHTRUN_ALLOW_NETWORK_WITHOUT_AUTH=true.")
+    allow_network_without_auth: bool = Field(False, description="Serve the dashboard on a network "
+                                             "address with BRIGHTRUN_AUTH=none (everyone who can "
+                                             "reach it is the admin). Prints a warning at start.")
+    reconcile_interval_s: float = Field(5.0, description="Seconds between two runs of the "
+                                        "reconciler that `scripts/run` starts beside the dashboard "
+                                        "(it fails jobs whose Ray job died).")
+    missing_resource_wait_s: float = Field(120.0, description="Seconds a job may wait for resources "
+                                           "the Ray cluster does not have at all (e.g. a GPU job on "
+                                           "a CPU-only cluster) before the reconciler fails it with "
+                                           "that reason; `jobs create` and Configure refuse such "
+                                           "hardware up front when the cluster's resources are "
+                                           "known. 0 turns both checks off (clusters that add nodes "
+                                           "on demand).")
+    secrets_file: Path | None = Field(None, description="JSON file with secret settings (database "
+                                      "URL with password, S3 secret key, secret key, Ray token), "
+                                      "read at start and taking precedence; the product writes "
+                                      "one (mode 0600) under $BRIGHTRUN_HOME/secrets for the Ray "
+                                      "jobs it submits, so no secret is in a job's metadata.")
 
     # ----- derived -------------------------------------------------------------------------------
     @property
@@ -107,6 +142,16 @@ class Settings(BaseModel):
             if isinstance(value, bool):
                 value = "true" if value else "false"
             out[var] = str(value)
+        return out
+
+    def job_secrets(self) -> dict[str, str]:
+        """The part of :meth:`env` that must not appear in a Ray job's metadata: the secret
+        settings and a database URL with a password (docs/operations.md, "Secrets")."""
+        env = self.env()
+        out = {ENV_VARS[name]: env[ENV_VARS[name]] for name in sorted(SECRET_FIELDS)
+               if ENV_VARS[name] in env}
+        if urlparse(self.database_url).password:
+            out[ENV_VARS["database_url"]] = self.database_url
         return out
 
     def describe(self) -> list[tuple[str, str, str]]:
@@ -166,12 +211,41 @@ def _parse_bool(var: str, raw: str) -> bool:
     raise ConfigError(f"{var}={raw!r} is not a boolean; use true or false")
 
 
+def read_secrets_file(path: str) -> dict[str, str]:
+    """The ``{VARIABLE: value}`` of a secrets file. Raises ConfigError naming
+    BRIGHTRUN_SECRETS_FILE when it is unreadable, not a JSON object of strings, or names a
+    variable that is not a setting."""
+    var = ENV_VARS["secrets_file"]
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{var}={path}: cannot read it ({type(exc).__name__}: {exc})") from None
+    known = set(ENV_VARS.values())
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and k in known
+                                             for k, v in data.items()):
+        raise ConfigError(f"{var}={path}: not a JSON object of settings (VARIABLE: text)")
+    return data
+
+
+def _parse_seconds(var: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10**7:
+        raise ConfigError(f"{var}={raw!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read settings from ``environ`` (default ``os.environ``).
+    """Read settings from ``environ`` (default ``os.environ``); the values in
+    ``BRIGHTRUN_SECRETS_FILE`` (when set) take precedence.
 
     Raises ConfigError naming the variable for any bad value (unknown URL scheme, bad number, ...).
     """
     env = dict(os.environ if environ is None else environ)
+    if env.get(ENV_VARS["secrets_file"]):
+        env.update(read_secrets_file(env[ENV_VARS["secrets_file"]]))
     home = Path(env.get("BRIGHTRUN_HOME") or "~/.brightrun").expanduser().resolve()
     values: dict[str, object] = {"home": home}
     values["database_url"] = env.get("BRIGHTRUN_DATABASE_URL") or f"sqlite:///{home / 'brightrun.db'}"
@@ -180,8 +254,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if name in values or var not in env or env[var] == "":
             continue
         raw = env[var]
-        if name in ("s3_secure", "s3_cert_check"):
+        if name in BOOL_FIELDS:
             values[name] = _parse_bool(var, raw)
+        elif name in SECONDS_FIELDS:
+            values[name] = _parse_seconds(var, raw)
         elif name == "ray_dashboard_port":
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise ConfigError(f"{var}={raw!r} is not a port number (1-65535)")
@@ -230,3 +306,52 @@ def get_settings() -> Settings:
 
 def reset_settings() -> None:
     get_settings.cache_clear()
+
+
+# ----- where the dashboard listens ----------------------------------------------------------------
+def is_loopback_address(address: str) -> bool:
+    """True for localhost, 127.x.x.x and ::1 (this machine only)."""
+    host = address.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_bind(address: str, auth: str, allow_without_auth: bool) -> tuple[str, str | None]:
+    """``(address to serve on, warning or None)`` for the dashboard (pure; table-tested).
+
+    Loopback: always allowed. A network address (0.0.0.0, ::, a host's IP or name): allowed in
+    password mode, or with auth none only when ``allow_without_auth`` — then with a warning.
+    Raises ConfigError (network address, auth none, no override) naming both ways out."""
+    address = address.strip()
+    if not address:
+        raise ConfigError("BRIGHTRUN_DASHBOARD_ADDRESS is empty; use 127.0.0.1 (this machine only)")
+    if is_loopback_address(address) or auth == "password":
+        return address, None
+    if allow_without_auth:
+        return address, (f"WARNING: the dashboard is served on {address} without login "
+                         "(BRIGHTRUN_AUTH=none): everyone who can reach this machine's port is "
+                         "the admin and can read every dataset and model")
+    raise ConfigError(f"BRIGHTRUN_DASHBOARD_ADDRESS={address} would serve the dashboard to the "
+                      "network without login (BRIGHTRUN_AUTH=none: everyone would be the admin)",
+                      hint="use BRIGHTRUN_AUTH=password (team mode), or keep 127.0.0.1, or accept "
+                           "the risk with BRIGHTRUN_ALLOW_NETWORK_WITHOUT_AUTH=true")
+
+
+def print_dashboard_address() -> int:
+    """For ``scripts/run``: print the address to serve the dashboard on (stdout), a warning or the
+    refusal (stderr). Returns the exit status: 0, or 2 when refused."""
+    try:
+        settings = get_settings()
+        address, warning = dashboard_bind(settings.dashboard_address, settings.auth,
+                                          settings.allow_network_without_auth)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr)
+    print(address)
+    return 0

@@ -1,11 +1,12 @@
 """Jobs: the user's training jobs (status filter, pages) with dataset, preset, progress, cost,
 start time and duration; each opens in Monitor. "Compare runs" overlays the loss curves of two or
-more jobs and lists how their configurations differ."""
+more jobs, lists how their configurations differ and shows their latest answers side by side."""
 from __future__ import annotations
 
 import streamlit as st
 
 from app import job_charts
+from app.monitor_samples import compare_panel
 from app.auth import current_user
 from app.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
                              job_label, name_markdown, progress_fraction)
@@ -83,6 +84,7 @@ def _compare(actor) -> None:
         st.caption("These jobs have the same configuration.")
     else:
         st.dataframe(diff, hide_index=True, width="stretch", key="jobs_compare_table")
+    compare_panel(actor, picked, {j.id: job_label(j) for j in picked})
 
 
 def main() -> None:

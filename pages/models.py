@@ -1,5 +1,6 @@
 """Models: trained LoRA adapters. List (sort by date / quality / name, filter by status, search);
-detail (``?id=``) with quality metrics and rating, training summary, configuration, loss curve,
+detail (``?id=``) with quality metrics and rating (against the base model), its answers to the
+held-out prompts next to the base model's and the reference, training summary, configuration, loss curve,
 lineage, downloads, a playground (base vs base + adapter), edit, delete and "Train again"."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import streamlit as st
 from app import model_actions as actions
 from app import model_widgets as mw
 from app.auth import current_user
+from app.monitor_samples import model_panel as answers
 from app.playground import playground
 from app.widgets import handled, open_detail, page_path, show_error
 from backend import adapters as models
@@ -63,6 +65,8 @@ def _detail_view(actor, model_id: str) -> None:
             mw.quality(m)
             st.markdown("#### Loss curve")
             mw.loss_curve(actor, m)
+            st.markdown("#### Answers: base model vs adapter vs reference")
+            answers(actor, m)
             st.markdown("#### Training summary")
             mw.training_summary(m, get_figures(actor, m.job_id))
             st.markdown("#### Lineage")

@@ -17,6 +17,7 @@ from app.auth import current_user
 from app.job_widgets import job_label, maybe_reconcile
 from app.monitor_startup import startup
 from app.monitor_panels import charts, checkpoints, logs, snapshot
+from app.monitor_samples import monitor_panel as samples
 from app.monitor_summary import cancel, current_metrics, header, outcome
 from app.widgets import handled, page_path, show_error
 from backend import states
@@ -84,6 +85,7 @@ def _live(actor, job_id: str, polling: bool) -> None:
         outcome(job)
         cancel(actor, job)
         charts(points, job)
+        samples(actor, job)
         logs(actor, job)
         checkpoints(saved)
     now = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")

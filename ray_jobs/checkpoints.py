@@ -47,7 +47,9 @@ def reseed(run: Run) -> None:
 
 
 def save_checkpoint(run: Run, train_loss: float, val_loss: float | None) -> None:
-    """Every rank reports (``ray.train.report`` is a barrier); rank 0 attaches the files."""
+    """Every rank reports (``ray.train.report`` is a barrier); rank 0 attaches the files and tells
+    the sink about the checkpoint only once the runtime confirms it persisted (Ray Train: committed,
+    i.e. what a restarted worker group resumes from)."""
     import torch
 
     st = run.state
@@ -65,10 +67,15 @@ def save_checkpoint(run: Run, train_loss: float, val_loss: float | None) -> None
                     "scheduler": run.scheduler.state_dict()}, Path(folder) / OPTIMIZER_STATE)
         (Path(folder) / TRAINER_STATE).write_text(json.dumps(st))
         size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        run.rt.report(metrics, folder, name)
-    root = run.loop.get("checkpoint_root") or ""
-    run.sink.checkpoint(st["global_step"], st["epoch"], val_loss if val_loss is not None
-                        else train_loss, f"{root.rstrip('/')}/{name}" if root else name, size)
+        persisted = run.rt.report(metrics, folder, name)
+    if persisted is None:  # not what a restart would resume from: say so, record nothing
+        run.sink.log("warning", f"checkpoint at step {st['global_step']} was not confirmed "
+                     "persisted; a restart resumes from the previous one")
+    else:
+        root = run.loop.get("checkpoint_root") or ""
+        run.sink.checkpoint(st["global_step"], st["epoch"], val_loss if val_loss is not None
+                            else train_loss, f"{root.rstrip('/')}/{name}" if root else name,
+                            size)
     reseed(run)
 
 

@@ -7,6 +7,7 @@
 - ``dataset``: local path or ``file://`` URL of the JSONL dataset, or ``store:KEY`` for an object of
   the configured object store (every worker reads it);
 - ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
+  may be empty with ``upload_prefix``: rank 0 then uses a temporary folder of its own node;
 - ``sink``: sink spec for :func:`ray_jobs.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
@@ -30,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -42,11 +45,13 @@ from backend.training.data import (
     padding_efficiency, shard_batches)
 from ray_jobs.precision import attention_in_use
 from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
+from ray_jobs.adapter_card import write_adapter_card
 from ray_jobs.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.runtime import RayTrainRuntime
 from ray_jobs.startup import phase
 from ray_jobs.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
-from ray_jobs.worker_eval import evaluate, note_validation
+from ray_jobs.worker_eval import (choose_sample_prompts, evaluate, learning_summary,
+                                  measure_base, note_validation, record_samples)
 from ray_jobs.worker_state import Run as _Run
 from ray_jobs.worker_state import TrainConfig, allreduce
 
@@ -131,6 +136,7 @@ def _load_data(run: _Run) -> None:
                                             cfg.validation_seed)
     run.train, run.val, plan = encode_and_plan(run.tokenizer, train_convs, val_convs, cfg,
                                                run.world)
+    choose_sample_prompts(run, val_convs)
     batches = make_batches(run.train, cfg.batch_size, cfg.seed, 0)
     run.steps_per_epoch, run.total_steps = plan.steps_per_epoch, plan.total_steps
     run.counts = {**plan.to_dict(), "train_tokens": plan.tokens_per_epoch,
@@ -171,7 +177,7 @@ def _build_optimizer(run: _Run) -> None:
     cfg = run.cfg
     params = [p for p in run.inner.parameters() if p.requires_grad]
     run.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    warmup = cfg.warmup_steps
+    warmup = cfg.warmup_for(run.total_steps)
     if warmup >= run.total_steps:
         warmup = run.total_steps // 10
         run.sink.log("warning", f"warmup_steps {cfg.warmup_steps} ≥ the run's {run.total_steps} "
@@ -202,6 +208,7 @@ def lr_lambda(warmup: int, total: int, kind: str):
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
     run.sink.stage("training")
+    measure_base(run)
     run.train_started = time.monotonic()
     for epoch in range(st["epoch"], cfg.num_epochs):
         batches = shard_batches(make_batches(run.train, cfg.batch_size, cfg.seed, epoch),
@@ -242,6 +249,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
             run.sink.stage("validating")
         val_loss = evaluate(run)
         note_validation(run, epoch, val_loss, last_in_epoch)
+        record_samples(run, st["global_step"])
     if last_in_epoch:
         st["train_loss_history"].append(
             {"epoch": epoch + 1, "training_loss": st["epoch_loss_sum"]
@@ -306,22 +314,32 @@ def _finish(run: _Run) -> dict[str, Any] | None:
     if run.rank != 0:
         return None
     run.sink.stage("saving")
-    if not run.loop.get("output"):
+    prefix = run.loop.get("upload_prefix")
+    if not run.loop.get("output") and not prefix:
         raise InvalidInput("loop_config has no `output` folder", code="invalid_output")
-    out = local_path(run.loop["output"], "output")
+    # no output folder: rank 0 writes to a folder of its own node, uploads it and removes it
+    # (the driver's paths may be on another machine)
+    out = local_path(run.loop["output"], "output") if run.loop.get("output") \
+        else Path(tempfile.mkdtemp(prefix="brightrun-adapter-"))
     out.mkdir(parents=True, exist_ok=True)
     run.inner.save_pretrained(out)
     run.tokenizer.save_pretrained(out)
     result = _result(run, out)
+    result["files"].update(write_adapter_card(out, result, run.cfg.base_model, run.loop.get("home"),
+                                              run.loop.get("card")))
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     result["files"][RESULT_FILE] = (out / RESULT_FILE).stat().st_size
-    run.sink.log("info", f"adapter saved to {out}")
-    prefix = run.loop.get("upload_prefix")
     if prefix:
         from backend.storage import get_object_store
 
         result["uploaded"] = {"prefix": prefix,
                               "sizes": get_object_store().upload_dir(out, prefix)}
+        run.sink.log("info", f"adapter uploaded once, by rank 0, to {prefix}")
+        if not run.loop.get("output"):
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        run.sink.log("info", f"adapter saved to {out}")
+    getattr(run.sink, "flush_logs", lambda: None)()  # rank 0's buffered lines: before it exits
     return result
 
 
@@ -350,4 +368,5 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "gpu_workers": run.gpu_final.get("gpu_workers"), "config": run.cfg.model_dump(),
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
+        **learning_summary(run, duration),
     }

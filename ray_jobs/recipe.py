@@ -4,11 +4,12 @@ the ``TorchTrainer`` (or the in-driver loop for one CPU worker), and handing ran
 sink."""
 from __future__ import annotations
 
-import os
+import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from backend.errors import BrightRunError, InvalidInput
 from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
@@ -37,6 +38,7 @@ class Recipe:
     started_ray: bool = False
     ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
     upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
+    card: dict[str, Any] = field(default_factory=dict)  # job/dataset/preset named in the README
 
 
 def _read_config(path: str) -> TrainConfig:
@@ -77,7 +79,7 @@ def loop_config(recipe: Recipe) -> dict[str, Any]:
             "output": recipe.output, "sink": recipe.sink_spec, "home": recipe.home,
             "checkpoint_root": f"{root.rstrip('/')}/{recipe.name}",
             "metrics_every_steps": 10, "metrics_every_s": 5.0, "fail_at_step": recipe.fail_at_step,
-            "upload_prefix": recipe.upload_prefix, "use_gpu": recipe.use_gpu}
+            "upload_prefix": recipe.upload_prefix, "use_gpu": recipe.use_gpu, "card": recipe.card}
 
 
 # ----- train -------------------------------------------------------------------------------------
@@ -118,13 +120,49 @@ def train(recipe: Recipe):
         train_loop_per_worker,
         train_loop_config=loop_config(recipe),
         scaling_config=ScalingConfig(num_workers=recipe.workers, use_gpu=recipe.use_gpu,
-                                     resources_per_worker=None if recipe.use_gpu else {"CPU": 1}),
+                                     resources_per_worker=worker_resources(recipe.use_gpu)),
         run_config=RunConfig(name=recipe.name, storage_path=recipe.storage_path,
                              storage_filesystem=recipe.storage_filesystem,
                              failure_config=FailureConfig(max_failures=recipe.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
-    return trainer.fit()
+    with abort_on_sigterm():
+        return trainer.fit()
+
+
+@contextlib.contextmanager
+def abort_on_sigterm() -> Iterator[None]:
+    """Stopping a Ray job (``cancel``) sends its driver SIGTERM, which would kill it on the spot
+    and leave Ray Train's controller, workers and detached ``PlacementGroupCleaner`` actor to
+    notice on their own. Turn it into a Ctrl-C, which Ray Train's ``fit()`` handles by aborting the
+    run: the controller stops the worker group and the cleaner, then exits."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"
+
+
+def worker_resources(use_gpu: bool, environ: dict[str, str] | None = None
+                     ) -> dict[str, float] | None:
+    """``resources_per_worker`` of the worker group: 1 CPU per CPU worker (Ray's default for a GPU
+    worker). Test hook, not a setting: ``BRIGHTRUN_TEST_WORKER_RESOURCE=NAME`` (in the job's
+    environment) also asks 1 unit of the custom resource NAME per worker, so a test can place the
+    workers on the node that has it (tests/e2e/test_two_node.py)."""
+    extra = (os.environ if environ is None else environ).get(TEST_WORKER_RESOURCE_VAR, "").strip()
+    base: dict[str, float] | None = None if use_gpu else {"CPU": 1}
+    if not extra:
+        return base
+    return {**(base or {"GPU": 1}), extra: 1}
 
 
 @dataclass

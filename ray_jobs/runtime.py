@@ -8,6 +8,10 @@ same contract for a world of one run by the job's driver itself — what single-
 step on a small machine (bench/RESULTS.md §3). It keeps checkpoints where Ray Train would
 (``{storage_path}/{name}/{checkpoint_dir_name}``, local folder or S3 through pyarrow), hands the
 newest complete one back on a retry or a resumed run, and keeps the newest ``keep``.
+
+Both runtimes' ``report`` returns a checkpoint's path only once it is persisted where a restart
+resumes from (Ray Train: committed by its controller), so "checkpoint saved" is never said of a
+checkpoint a restart would not use.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 COMPLETE_MARKER = ".brightrun_complete"
+COMMIT_TIMEOUT_S = 300.0  # how long rank 0 waits for Ray Train to commit a reported checkpoint
 
 
 def trains_in_driver(workers: int, use_gpu: bool) -> bool:
@@ -43,12 +48,34 @@ class RayTrainRuntime:
 
         return ray.train.get_checkpoint()
 
-    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> None:
-        """A barrier across workers; ``folder`` (rank 0 only) is kept as checkpoint ``name``."""
+    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> str | None:
+        """A barrier across workers; ``folder`` (rank 0 only) is kept as checkpoint ``name``.
+        Returns, for the rank that attached ``folder``, the checkpoint's path once Ray Train has
+        committed it (registered it as the one a restarted worker group resumes from), or None
+        when Ray did not confirm it within :data:`COMMIT_TIMEOUT_S`."""
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+        if not folder:
+            return None
+        if _local_mode():  # Ray Train's local mode (tests): no controller, no restart
+            return folder
+        return self._committed(name)
+
+    @staticmethod
+    def _committed(name: str) -> str | None:
+        """The path of the committed checkpoint called ``name`` (waits for Ray Train's controller
+        to process this report), or None."""
+        import ray.train
+
+        reported = ray.train.get_all_reported_checkpoints(
+            consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED,
+            timeout_s=COMMIT_TIMEOUT_S)
+        for item in reversed(reported):
+            if item.checkpoint.path.rstrip("/").endswith("/" + name):
+                return item.checkpoint.path
+        return None
 
     def prepare_model(self, model):
         import ray.train.torch
@@ -59,6 +86,17 @@ class RayTrainRuntime:
         import ray.train.torch
 
         return ray.train.torch.get_device()
+
+
+def _local_mode() -> bool:
+    """Whether the loop runs in Ray Train's local mode (``num_workers=0``: in the caller's
+    process, nothing persisted, never restarted)."""
+    try:
+        from ray.train.v2._internal.execution.train_fn_utils import (LocalTrainFnUtils,
+                                                                     get_train_fn_utils)
+        return isinstance(get_train_fn_utils(), LocalTrainFnUtils)
+    except (ImportError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -123,11 +161,12 @@ class InProcessRuntime:
         folders = self._complete()
         return StoredCheckpoint(folders[-1], self.filesystem) if folders else None
 
-    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> None:
+    def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> str | None:
         """Copy ``folder`` to the run's storage as ``name`` (the marker last, so a half-copied
-        folder is never resumed from), then drop all but the newest ``keep``."""
+        folder is never resumed from), then drop all but the newest ``keep``. Returns the stored
+        checkpoint's path (None without ``folder``)."""
         if folder is None:
-            return
+            return None
         from pyarrow import fs
 
         target, filesystem = f"{self.root}/{name}", self._fs()
@@ -138,3 +177,4 @@ class InProcessRuntime:
             out.write(b"{}")
         for old in self._complete()[:-self.keep]:
             filesystem.delete_dir(old)
+        return target

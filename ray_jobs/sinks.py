@@ -53,6 +53,11 @@ class ProgressSink(Protocol):
                    size_bytes: int) -> None:
         """A checkpoint was persisted at ``uri``."""
 
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
+        """Greedy answers to the fixed validation prompts at an evaluation (step 0: the base
+        model's), each ``{index, question, prompt, reference, answer}``
+        (``ray_jobs/eval_samples.py``)."""
+
     def resumed(self, step: int, epoch: int) -> None:
         """The run restarted from a checkpoint at ``step``: metric points with a larger step sent
         before the restart are obsolete (they will be sent again)."""
@@ -105,6 +110,9 @@ class JsonLinesSink:
     def checkpoint(self, step: int, epoch: int, loss: float | None, uri: str,
                    size_bytes: int) -> None:
         self._emit("checkpoint", step=step, epoch=epoch, loss=loss, uri=uri, size_bytes=size_bytes)
+
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
+        self._emit("samples", step=step, items=items)
 
     def resumed(self, step: int, epoch: int) -> None:
         self._emit("resumed", step=step, epoch=epoch)
@@ -159,6 +167,9 @@ class CollectingSink:
                    size_bytes: int) -> None:
         self._add("checkpoint", step=step, epoch=epoch, loss=loss, uri=uri, size_bytes=size_bytes)
 
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
+        self._add("samples", step=step, items=list(items))
+
     def resumed(self, step: int, epoch: int) -> None:
         self._add("resumed", step=step, epoch=epoch)
 
@@ -177,6 +188,7 @@ class NullSink:
     def metrics(self, points: list[dict[str, Any]]) -> None: ...
     def progress(self, epoch, step, total_steps, percent, current_metrics, eta_s) -> None: ...
     def checkpoint(self, step, epoch, loss, uri, size_bytes) -> None: ...
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None: ...
     def resumed(self, step: int, epoch: int) -> None: ...
     def completed(self, result: dict[str, Any]) -> None: ...
     def failed(self, message: str, stack: str) -> None: ...

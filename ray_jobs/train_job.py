@@ -31,36 +31,38 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
             raise NotFound(f"training job {job_id} not found", code="job_not_found")
         ds = s.get(Dataset, job.dataset_id)
         hyper, gpu, key = dict(job.hyperparameters), dict(job.gpu_config), ds.storage_path
+        card = {"job_name": job.name, "dataset_name": ds.name, "dataset_id": ds.id,
+                "preset_id": job.preset_id}
     from backend.training.base_models import resolve_base_model
 
     if hyper.get("gradient_checkpointing") is None:  # auto: what the estimate decided
         hyper["gradient_checkpointing"] = bool(gpu.get("gradient_checkpointing"))
     resolve_base_model(hyper["base_model"], settings.home)  # fail fast, before any worker starts
-    from backend.db.models import new_id
+    from backend.jobs.progress import artifact_id_for
 
     store = get_object_store()
     uri = store.uri(key)
     # every worker reads the dataset itself: a local file, or streamed from the object store on
     # whichever node the worker runs ("store:KEY"); rank 0 uploads the adapter the same way
     dataset = uri if uri.startswith("file://") else f"store:{key}"
-    artifact_id = new_id()
+    artifact_id = artifact_id_for(job_id)  # one per job: rank 0 uploads there, the driver records
     storage_path, filesystem = store.ray_storage(f"checkpoints/{job_id}")
     return Recipe(
-        config=TrainConfig(**hyper), dataset=dataset, output=str(workdir / "adapter"),
+        config=TrainConfig(**hyper), dataset=dataset, output="",  # rank 0: a folder of its node
         name="run", storage_path=storage_path, storage_filesystem=filesystem,
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
         sink_spec={"kind": "db", "job_id": job_id, "artifact_id": artifact_id},
         home=str(settings.home), fail_at_step=fail_at_step,
-        upload_prefix=f"models/{artifact_id}/")
+        upload_prefix=f"models/{artifact_id}/", card=card)
 
 
 def run_job(job_id: str, fail_at_step: int | None = None) -> int:
     """Train job ``job_id`` end to end. Returns 0 on success, 1 on failure (recorded on the job)."""
-    from backend.jobs.progress import fail_job, is_cancelled, set_stage
     from backend.jobs.db_sink import DbSink
+    from backend.jobs.progress import artifact_id_for, fail_job, is_cancelled, set_stage
     from ray_jobs.recipe import cleanup, save, train
 
-    sink = DbSink(job_id)
+    sink = DbSink(job_id, artifact_id=artifact_id_for(job_id))
     recipe = None
     with tempfile.TemporaryDirectory(prefix=f"brightrun-job-{job_id[:8]}-") as tmp:
         try:

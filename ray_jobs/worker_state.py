@@ -42,12 +42,14 @@ class Run:
     device: Any = None
     train: list = field(default_factory=list)
     val: list = field(default_factory=list)
+    prompts: list = field(default_factory=list)  # evaluation sample prompts (rank 0; eval_samples)
     counts: dict[str, Any] = field(default_factory=dict)
     steps_per_epoch: int = 0
     total_steps: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     buffer: MetricBuffer | None = None
     started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=time.process_time)  # this process's CPU clock
     train_started: float = 0.0
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0

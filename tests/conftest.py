@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.s3_server",
     "tests.fixtures.ray_cluster",
     "tests.fixtures.postgres",
+    "tests.fixtures.real_model",
 ]
 
 

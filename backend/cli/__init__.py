@@ -13,7 +13,7 @@ from backend.errors import BrightRunError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from backend.cli import admin, datasets, jobs, models
+    from backend.cli import admin, base_models, datasets, jobs, models
 
     parser = argparse.ArgumentParser(prog="brightrun", description="BrightRun LoRA Studio: turn "
                                      "conversation datasets into trained LoRA adapters.")
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.register(sub)
     jobs.register(sub)
     models.register(sub)
+    base_models.register(sub)
     return parser
 
 

@@ -1,8 +1,6 @@
 """`brightrun config`, `db upgrade`, `users …`, `reconcile`, `notifications …`, `costs …`."""
 from __future__ import annotations
 
-import time
-
 from backend.cli.common import actor, console, money, print_json, safe, table
 
 
@@ -33,9 +31,13 @@ def register(sub) -> None:
     p.add_argument("amount", type=float)
     p.set_defaults(func=cmd_users_budget)
 
-    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed")
+    p = sub.add_parser("reconcile", help="mark jobs/validations whose Ray job died as failed; "
+                       "remove what dead uploads left")
     p.add_argument("--loop", action="store_true", help="keep reconciling every --interval seconds")
-    p.add_argument("--interval", type=float, default=10.0)
+    p.add_argument("--interval", type=float, default=None,
+                   help="seconds between passes (default BRIGHTRUN_RECONCILE_INTERVAL_S)")
+    p.add_argument("--stop-with-pid", type=int, default=None,
+                   help="with --loop: stop when this process is gone (scripts/run passes its own)")
     p.set_defaults(func=cmd_reconcile)
 
     notes = sub.add_parser("notifications", help="your notifications").add_subparsers(
@@ -109,23 +111,16 @@ def cmd_users_budget(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    from backend.datasets.service import reconcile_validations
+    from backend.config import get_settings
+    from backend.jobs.reconciler import reconcile_all, run_loop
 
-    def once() -> int:
-        n = reconcile_validations()
-        try:
-            from backend.jobs.service import reconcile
-            n += reconcile()
-        except ImportError:
-            pass
-        return n
-
-    while True:
-        n = once()
-        console.print(f"reconciled {n} item(s)")
-        if not args.loop:
-            return 0
-        time.sleep(args.interval)
+    if not args.loop:
+        console.print(f"reconciled {reconcile_all()} item(s)")
+        return 0
+    interval = get_settings().reconcile_interval_s if args.interval is None else args.interval
+    console.print(f"reconciler: a pass every {interval:g} s")
+    return run_loop(max(0.5, interval), stop_with_pid=args.stop_with_pid,
+                    report=lambda line: console.print(line, markup=False))
 
 
 def cmd_notes_list(args) -> int:

@@ -1,14 +1,20 @@
 """Ray gateway: the only code that talks to Ray's Job API (see docs/ray.md).
 
 ``RAY_ADDRESS`` set: the dashboard HTTP address of a cluster (``http://HOST:8265``). Unset: a local
-head is started on demand (``ray start --head --block``, own process group, free ports, token auth
-disabled, dashboard on 127.0.0.1:``BRIGHTRUN_RAY_DASHBOARD_PORT``), recorded in
-``$BRIGHTRUN_HOME/ray/head.json`` and reused while alive. ``RAY_AUTH_TOKEN``: token for a cluster
-with token authentication.
+head is started on demand (``ray start --head --block``, own process group, free ports, every port
+on 127.0.0.1, token auth disabled, dashboard on 127.0.0.1:``BRIGHTRUN_RAY_DASHBOARD_PORT``),
+recorded in ``$BRIGHTRUN_HOME/ray/head.json`` and reused while alive. ``RAY_AUTH_TOKEN``: token for
+a cluster with token authentication.
+
+Secrets never travel in a job's runtime environment (which the Ray dashboard shows to anyone who
+can reach it, ``GET /api/jobs/``): a job on this machine gets ``BRIGHTRUN_SECRETS_FILE``, the path
+of a file only this user can read (:func:`write_secrets_file`); a remote cluster's nodes carry the
+secret settings in their own environment (docs/operations.md, "Secrets").
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shlex
@@ -24,7 +30,7 @@ from urllib.parse import urlparse
 import requests
 
 from backend import ROOT
-from backend.config import Settings, get_settings
+from backend.config import ENV_VARS, Settings, get_settings
 from backend.errors import ConfigError, InvalidInput, NotFound, RayError
 from backend.cluster.head import (HEAD_START_TIMEOUT_S, HeadProcess, _file_lock,  # noqa: F401
                               _read_head_record, auth_headers, dashboard_answers, free_ports,
@@ -82,11 +88,38 @@ def make_submission_id(kind: str, object_id: str, now: datetime | None = None) -
     return f"brightrun-{kind_slug}-{obj}-{stamp}-{secrets.token_hex(2)}"
 
 
+def secrets_file_path(settings: Settings) -> Path:
+    """Where the secret settings for local Ray jobs are written: ``$BRIGHTRUN_HOME/secrets``."""
+    return settings.home / "secrets" / "ray-jobs.json"
+
+
+def write_secrets_file(settings: Settings) -> Path | None:
+    """Write :meth:`Settings.job_secrets` to :func:`secrets_file_path` (folder 0700, file 0600,
+    replaced atomically); None (and no file) when there is no secret. Raises OSError."""
+    secrets_ = settings.job_secrets()
+    path = secrets_file_path(settings)
+    if not secrets_:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(secrets_, out)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def job_spec(settings: Settings, module: str, args: list[str], *, remote: bool,
-             extra_env: dict[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+             extra_env: dict[str, str] | None = None,
+             secrets_file: Path | None = None) -> tuple[str, dict[str, Any]]:
     """``(entrypoint, runtime_env)`` for ``python -m module args``. Local: this interpreter,
-    PYTHONPATH=repo, auth disabled. Remote: ``python`` of the cluster image, the repo shipped as
-    ``working_dir``. env_vars: the settings (not RAY_ADDRESS) + ``extra_env``.
+    PYTHONPATH=repo, auth disabled, ``BRIGHTRUN_SECRETS_FILE=secrets_file``. Remote: ``python`` of
+    the cluster image, the repo shipped as ``working_dir``, secrets from the nodes' environment.
+    env_vars: the settings (not RAY_ADDRESS, no secret) + ``extra_env``.
 
     Raises InvalidInput for a bad module name."""
     if not _MODULE_RE.match(module):
@@ -95,10 +128,15 @@ def job_spec(settings: Settings, module: str, args: list[str], *, remote: bool,
     entrypoint = f"{python} -m {module} {shlex.join(args)}".rstrip()
     env = settings.env()
     env.pop("RAY_ADDRESS", None)  # Ray points the job's driver at its own cluster
+    env.pop(ENV_VARS["secrets_file"], None)
+    for var in settings.job_secrets():
+        env.pop(var, None)  # shown by the Ray dashboard: the job reads them from elsewhere
     if not remote:
         env["PYTHONPATH"] = str(ROOT)
         if not ray_auth_token():
             env["RAY_AUTH_MODE"] = "disabled"
+        if secrets_file is not None:
+            env[ENV_VARS["secrets_file"]] = str(secrets_file)
     env.update({str(k): str(v) for k, v in (extra_env or {}).items()})
     runtime_env: dict[str, Any] = {"env_vars": env}
     if remote:  # ship the code; packages come from the cluster's image
@@ -256,8 +294,13 @@ class RayGateway:
         module or kind), RayError (cluster unreachable or refuses the job)."""
         self.check_compatible()
         remote = self.is_remote
+        try:
+            secrets_file = None if remote else write_secrets_file(self.settings)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the secrets file for Ray jobs under "
+                              f"{self.settings.home}: {exc}") from None
         entrypoint, runtime_env = job_spec(self.settings, module, args, remote=remote,
-                                           extra_env=extra_env)
+                                           extra_env=extra_env, secrets_file=secrets_file)
         submission_id = make_submission_id(kind, object_id)
         meta = {"brightrun_kind": kind, "brightrun_object_id": str(object_id)}
         meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
@@ -319,6 +362,30 @@ class RayGateway:
                 raise RayError(f"Ray job {submission_id} is still {status} after {timeout_s:g}s",
                                code="ray_timeout")
             time.sleep(poll_s)
+
+    def cluster_resources(self) -> dict[str, float] | None:
+        """Total resources (``CPU``, ``GPU``, …) of the cluster's alive nodes, or None when not
+        known (no local head running, cluster unreachable, no node registered yet). Never starts a
+        head; raises nothing."""
+        try:
+            if self.settings.ray_address:
+                address = parse_dashboard_address(self.settings.ray_address)[0]
+            else:
+                head = self._live_local_head()
+                if head is None:
+                    return None
+                address = head.address
+            resp = requests.get(f"{address}/api/v0/nodes", params={"detail": "1", "limit": "10000"},
+                                headers=_auth_headers(), timeout=5)
+            nodes = resp.json()["data"]["result"]["result"] if resp.status_code == 200 else []
+        except (requests.RequestException, ValueError, KeyError, TypeError, ConfigError):
+            return None
+        totals: dict[str, float] = {}
+        for node in nodes:
+            if node.get("state") == "ALIVE":
+                for name, amount in (node.get("resources_total") or {}).items():
+                    totals[name] = totals.get(name, 0.0) + float(amount)
+        return totals or None
 
     def list_jobs(self, prefix: str | None = "brightrun-") -> list[dict[str, Any]]:
         """Jobs Ray knows (submission ids starting with ``prefix``; None: all), as :meth:`info`

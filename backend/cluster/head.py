@@ -1,6 +1,13 @@
-"""The local Ray head: start it (own process group, free ports, token auth disabled, dashboard on
-127.0.0.1), find it again, and stop it by process id — never by name, so other Ray processes on the
-machine are left alone. Used by backend.cluster.gateway and the test fixtures."""
+"""The local Ray head: start it (own process group, free ports, every port bound to 127.0.0.1, token
+auth disabled only because nothing is reachable from the network), find it again, and stop it by
+process id — never by name, so other Ray processes on the machine are left alone. Used by
+backend.cluster.gateway and the test fixtures.
+
+Loopback only: ``--node-ip-address 127.0.0.1`` alone is not enough — ``ray start`` replaces a
+loopback node address by the machine's external one (``resolve_ip_for_localhost``) unless
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (:data:`LOOPBACK_ENV`), and Ray's gRPC servers (GCS, raylet,
+object manager, workers), the dashboard agent, the runtime-env agent, the metrics exporter and the
+Ray Client proxy bind to 127.0.0.1 only when the node address really is 127.0.0.1."""
 from __future__ import annotations
 
 import fcntl
@@ -22,6 +29,8 @@ import requests
 from backend.errors import RayError
 
 HEAD_START_TIMEOUT_S = 90.0
+# Keeps the node address 127.0.0.1 (no multi-node cluster: other machines cannot join this head).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def auth_headers() -> dict[str, str]:
@@ -153,9 +162,11 @@ def _head_command(temp_dir: Path, dashboard_port: int, num_cpus: int | None,
 
 def start_head(temp_dir: Path, dashboard_port: int, *, num_cpus: int | None = None,
                log_path: Path | None = None, object_store_memory: int | None = None,
-               timeout_s: float = HEAD_START_TIMEOUT_S) -> HeadProcess:
-    """Start a local Ray head (token auth disabled, everything on 127.0.0.1, free ports) and wait
-    until its Job API answers.
+               timeout_s: float = HEAD_START_TIMEOUT_S, loopback_only: bool = True) -> HeadProcess:
+    """Start a local Ray head (every port on 127.0.0.1, token auth disabled, free ports) and wait
+    until its Job API answers. ``loopback_only=False`` (tests that join a second node) lets Ray
+    bind its cluster ports to the machine's address; token auth is then left to the environment's
+    ``RAY_AUTH_MODE`` (Ray's default: on).
 
     Raises RayError when the dashboard port is taken, the ``ray`` command is missing, or the head
     exits or does not answer within ``timeout_s`` (a half-started head is stopped)."""
@@ -169,8 +180,10 @@ def start_head(temp_dir: Path, dashboard_port: int, *, num_cpus: int | None = No
     cmd = _head_command(temp_dir, dashboard_port, num_cpus, object_store_memory)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("BRIGHTRUN_") and k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+    env.update(RAY_USAGE_STATS_ENABLED="0",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # no Serve to drain: stop fast
+    if loopback_only:  # nothing listens beyond this machine, so no token is needed
+        env.update(LOOPBACK_ENV, RAY_AUTH_MODE="disabled")
     # processes the head starts (Ray Train's helper actors call ray.init) join this cluster, not
     # "auto" — which fails with "multiple active Ray instances" when several heads share a machine
     env["RAY_ADDRESS"] = f"127.0.0.1:{cmd[cmd.index('--port') + 1]}"

@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from backend import states
 from backend.access import check_owner, scope
 from backend.config import get_settings
+from backend.datasets.uploads import HeartbeatReader, discard, is_stale
 from backend.db.models import Dataset, TrainingJob, new_id, utcnow
 from backend.db.session import session_scope
 from backend.errors import BrightRunError, Conflict, InvalidInput, NotFound
@@ -75,12 +76,13 @@ def upload_dataset(actor: UserInfo, fileobj: BinaryIO, file_name: str, name: str
                       format=format, status="uploading", storage_bucket=_bucket(settings.storage_url),
                       storage_path=key, file_name=safe, file_size=size or 0))
     try:
-        written = store.put(key, fileobj, length=size, content_type="application/x-ndjson")
+        written = store.put(key, HeartbeatReader(fileobj, dataset_id), length=size,
+                            content_type="application/x-ndjson")
         if written == 0:
             raise InvalidInput("the file is empty; a dataset needs at least one conversation",
                                code="empty_file")
-    except BaseException:
-        _discard(dataset_id, key)
+    except BaseException:  # also Ctrl-C: nothing half written stays (a SIGKILL: reconcile)
+        discard(dataset_id, key)
         raise
     with session_scope() as s:
         row = s.get(Dataset, dataset_id)
@@ -95,18 +97,6 @@ def upload_dataset(actor: UserInfo, fileobj: BinaryIO, file_name: str, name: str
 def _bucket(storage_url: str) -> str:
     return storage_url.split("://", 1)[1].split("/", 1)[0] if storage_url.startswith("s3://") \
         else "local"
-
-
-def _discard(dataset_id: str, key: str) -> None:
-    """Remove a half-created dataset (row and object), best effort on the object."""
-    try:
-        get_object_store().delete(key)
-    except Exception:  # noqa: BLE001 - the original error matters more
-        log.exception("could not delete object %s", key)
-    with session_scope() as s:
-        row = s.get(Dataset, dataset_id)
-        if row is not None:
-            s.delete(row)
 
 
 def submit_validation(dataset_id: str) -> str | None:
@@ -212,7 +202,15 @@ def update_dataset(actor: UserInfo, dataset_id: str, *, name: str | None = None,
 
 def delete_dataset(actor: UserInfo, dataset_id: str) -> None:
     """Soft delete. Refused (Conflict) while a queued or running job uses the dataset, or while it is
-    being validated. Raises NotFound."""
+    being uploaded or validated. An upload whose process died (no heartbeat for
+    ``uploads.STALE_AFTER_S``) is removed for good, row and object. Raises NotFound."""
+    with session_scope() as s:
+        row = s.get(Dataset, dataset_id)
+        check_owner(actor, row, "Dataset", dataset_id)
+        dead_upload = row.storage_path if is_stale(row) else None
+    if dead_upload is not None:
+        discard(dataset_id, dead_upload)
+        return
     with session_scope() as s:
         row = s.get(Dataset, dataset_id)
         check_owner(actor, row, "Dataset", dataset_id)
@@ -297,7 +295,8 @@ def _store_report(dataset_id: str, report) -> None:
 
 def reconcile_validations() -> int:
     """Mark ``validating`` datasets whose Ray job ended without a result (failed, stopped, vanished)
-    as ``error`` with the reason. Returns how many were fixed."""
+    as ``error`` with the reason. Returns how many were fixed. (What dead uploads left is removed
+    by :func:`backend.datasets.uploads.reconcile_uploads`, run by ``brightrun reconcile``.)"""
     from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:

@@ -22,8 +22,9 @@ def validate_object(key: str, *, declared_format: str | None, max_seq_length: in
     counts (the base model's chat template, as the trainer encodes: :func:`with_templated_tokens`).
     Returns a ``ValidationReport``."""
     report = _validate(key, declared_format, max_seq_length, base_model)
-    return with_templated_tokens(report, key, base_model or get_settings().default_base_model,
-                                 max_seq_length)
+    from backend.training.base_models import default_base_model
+
+    return with_templated_tokens(report, key, base_model or default_base_model(), max_seq_length)
 
 
 def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int):
@@ -34,8 +35,8 @@ def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int
     store = get_object_store()
     if not report.ok or store.size(key) > EXACT_PLAN_MAX_BYTES:
         return report
-    tokenizer = load_tokenizer(base_model)
     try:
+        tokenizer = load_tokenizer(base_model)
         with contextlib.closing(store.open(key)) as fh:
             tokens = count_stream(fh, tokenizer, max_seq_length,
                                   tokenizer_name(base_model, tokenizer))
@@ -55,7 +56,9 @@ def _validate(key: str, declared_format: str | None, max_seq_length: int,
               base_model: str | None):
     from backend.datasets.validation import tokenizer_counter, validate_stream
 
-    model = base_model or get_settings().default_base_model
+    from backend.training.base_models import default_base_model
+
+    model = base_model or default_base_model()
     tokenizer = load_tokenizer(model)
     name = f"{model} ({type(tokenizer).__name__}, vocab {len(tokenizer)})"
     store = get_object_store()

@@ -254,3 +254,20 @@ class Notification(Base):
     metadata_: Mapped[dict | None] = mapped_column("metadata", JsonType)
     created_at: Mapped[datetime] = _ts(default=utcnow)
     __table_args__ = (Index("ix_notifications_user_read_created", "user_id", "read", "created_at"),)
+
+
+class EvalSample(Base):
+    """A greedy answer to one of a job's fixed validation prompts at one evaluation (step 0: the
+    base model's answer), with the reference answer (``ray_jobs/eval_samples.py``)."""
+    __tablename__ = "eval_samples"
+    id: Mapped[str] = _id()
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    prompt_index: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)  # the prompt's last user turn (what pages show)
+    prompt: Mapped[str] = mapped_column(Text)  # the rendered prompt the model was given
+    reference: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _ts(default=utcnow)
+    __table_args__ = (UniqueConstraint("job_id", "step", "prompt_index",
+                                       name="uq_eval_samples_job_step_prompt"),)

@@ -62,6 +62,9 @@ class DbSink:
                           size_bytes=size_bytes)
         self.log("info", f"checkpoint at step {step} (epoch {epoch}) saved to {uri}")
 
+    def samples(self, step: int, items: list[dict[str, Any]]) -> None:
+        jp.add_samples(self.job_id, step, items)
+
     def resumed(self, step: int, epoch: int) -> None:
         def go() -> None:
             with session_scope() as s:
@@ -73,18 +76,30 @@ class DbSink:
                             "worker failure")
 
     def completed(self, result: dict[str, Any]) -> None:
-        from backend.db.models import new_id
+        """Record the adapter as the job's model artifact. In a job, rank 0 uploaded it (from
+        whichever node it ran on) under ``models/{artifact_id}/`` and says so in ``uploaded``:
+        this only records it. Without ``uploaded`` (a run given no upload prefix) the adapter
+        folder must be on this machine and is uploaded here, under the same one prefix.
+        Raises InvalidInput when the adapter was uploaded elsewhere or is nowhere."""
+        from backend.errors import InvalidInput
         from backend.storage import get_object_store
 
         self.stage("saving")
-        artifact_id = self.artifact_id or new_id()
+        artifact_id = self.artifact_id or jp.artifact_id_for(self.job_id)
         prefix = f"models/{artifact_id}/"
         result = normalise_result(result)
-        uploaded = result.pop("uploaded", None) or {}
-        if uploaded.get("prefix") == prefix:  # rank 0 uploaded it (from whichever node it ran on)
+        uploaded = result.pop("uploaded", None)
+        if uploaded is not None:
+            if uploaded.get("prefix") != prefix:
+                raise InvalidInput(f"rank 0 uploaded the adapter to {uploaded.get('prefix')!r}, "
+                                   f"not to this job's {prefix!r}", code="artifact_mismatch")
             sizes = dict(uploaded["sizes"])
-        else:
+        elif result.get("adapter_dir") and Path(result["adapter_dir"]).is_dir():
             sizes = get_object_store().upload_dir(Path(result["adapter_dir"]), prefix)
+        else:
+            raise InvalidInput("the adapter was not uploaded by rank 0 and its folder "
+                               f"{result.get('adapter_dir')!r} is not on this node",
+                               code="adapter_missing")
         tok = sum(v for k, v in sizes.items() if "token" in k or k.endswith("chat_template.jinja"))
         artifacts = {
             "prefix": prefix,
@@ -133,6 +148,7 @@ def normalise_result(result: dict[str, Any]) -> dict[str, Any]:
         "final_val_loss": result.get("final_val_loss", result.get("final_validation_loss")),
         "best_val_loss": result.get("best_val_loss", result.get("best_validation_loss")),
         "best_epoch": result.get("best_epoch"),
+        "base_val_loss": result.get("base_val_loss", result.get("base_validation_loss")),
         "tokens_processed": result.get("tokens_processed",
                                        result.get("total_tokens_processed")),
         "duration_s": result.get("duration_s", result.get("duration_seconds")),

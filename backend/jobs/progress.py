@@ -1,13 +1,17 @@
 """Writes made while a training job runs (called from the Ray job, rank 0 / driver): stage and
 status transitions, metrics points, logs, checkpoints, progress, running cost, completion, failure.
 
-Every write retries through a short database outage (nothing lost) and metric points are inserted
-idempotently on (job_id, step), so a resumed run never duplicates a step.
+Every write retries through a short database outage (nothing lost) and metric points are written
+idempotently on (job_id, step): a resent batch gives the same rows and a step trained again after a
+restart replaces the old point, so the chart shows the attempt that produced the adapter. Once a
+job is cancelled, what its dying processes still send (logs, metric points, checkpoints) is
+dropped.
 """
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
@@ -15,8 +19,8 @@ from sqlalchemy import delete, func, insert, literal_column, select
 
 from backend import states
 from backend.costs import add_cost
-from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, JobLog, MetricsPoint,
-                               MetricsRollup, TrainingJob, utcnow)
+from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, EvalSample, JobLog,
+                               MetricsPoint, MetricsRollup, TrainingJob, utcnow)
 from backend.db.session import dispose_engines, session_scope
 from backend.errors import DatabaseError, NotFound
 from backend.notifications import notify
@@ -41,6 +45,13 @@ def with_retry(fn: Callable[[], T], what: str, budget_s: float = RETRY_SECONDS) 
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
             dispose_engines()
+
+
+def artifact_id_for(job_id: str) -> str:
+    """The id of the model artifact job ``job_id`` produces, and so its object prefix
+    ``models/{id}/``: one per job, the same in every process (driver, rank 0, a retried driver),
+    so the adapter is uploaded once, under one prefix."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"brightrun:model-artifact:{job_id}"))
 
 
 def _job(s, job_id: str) -> TrainingJob:
@@ -90,13 +101,20 @@ def set_stage(job_id: str, stage: str) -> None:
     with_retry(go, f"stage {stage}")
 
 
+def _cancelled(s, job_id: str) -> bool:
+    """Whether the job was cancelled: what its dying processes still send is dropped."""
+    return s.scalar(select(TrainingJob.status).where(TrainingJob.id == job_id)) == "cancelled"
+
+
 def add_logs(job_id: str, entries: list[dict]) -> None:
-    """entries: {level, message, timestamp?, metadata?}"""
+    """entries: {level, message, timestamp?, metadata?}. Dropped once the job is cancelled."""
     if not entries:
         return
 
     def go() -> None:
         with session_scope() as s:
+            if _cancelled(s, job_id):
+                return
             for e in entries:
                 s.add(JobLog(job_id=job_id, level=str(e.get("level", "INFO")).upper()[:10],
                              message=str(e["message"]), timestamp=_ts(e.get("timestamp")),
@@ -113,28 +131,28 @@ def _ts(value) -> datetime:
 
 
 def append_metrics(job_id: str, points: list[dict]) -> int:
-    """Insert metric points whose step is not stored yet. Returns how many were inserted."""
+    """Store metric points, one per step: a point replaces a stored point of the same step (a
+    step trained again after a restart is the run that goes on; a batch resent after a database
+    hiccup gives the same rows). Within ``points`` the last point of a step wins. Dropped once the
+    job is cancelled. Returns how many steps were written."""
     if not points:
         return 0
+    by_step = {int(p["step"]): p for p in points}
 
     def go() -> int:
         with session_scope() as s:
-            steps = [int(p["step"]) for p in points]
-            have = set(s.scalars(select(MetricsPoint.step).where(
-                MetricsPoint.job_id == job_id, MetricsPoint.step.in_(steps))))
-            added = 0
-            for p in points:
-                if int(p["step"]) in have:
-                    continue
-                have.add(int(p["step"]))
-                s.add(MetricsPoint(job_id=job_id, epoch=int(p.get("epoch", 0)),
-                                   step=int(p["step"]), timestamp=_ts(p.get("timestamp")),
-                                   **{k: p.get(k) for k in METRIC_FIELDS}))
-                added += 1
-            if added:
-                s.flush()
-                refresh_rollups(s, job_id, min(steps), max(steps))
-            return added
+            if _cancelled(s, job_id):
+                return 0
+            steps = sorted(by_step)
+            s.execute(delete(MetricsPoint).where(MetricsPoint.job_id == job_id,
+                                                 MetricsPoint.step.in_(steps)))
+            s.add_all(MetricsPoint(job_id=job_id, epoch=int(p.get("epoch", 0)), step=step,
+                                   timestamp=_ts(p.get("timestamp")),
+                                   **{k: p.get(k) for k in METRIC_FIELDS})
+                      for step, p in by_step.items())
+            s.flush()
+            refresh_rollups(s, job_id, steps[0], steps[-1])
+            return len(steps)
     return with_retry(go, "metrics")
 
 
@@ -225,12 +243,34 @@ def add_checkpoint(job_id: str, *, step: int, epoch: int, loss: float | None, bu
                    path: str, size_bytes: int) -> None:
     def go() -> None:
         with session_scope() as s:
+            if _cancelled(s, job_id):
+                return
             exists = s.scalar(select(func.count()).select_from(Checkpoint).where(
                 Checkpoint.job_id == job_id, Checkpoint.step == step)) or 0
             if not exists:
                 s.add(Checkpoint(job_id=job_id, step=step, epoch=epoch, loss=loss,
                                  storage_bucket=bucket, storage_path=path, file_size=size_bytes))
     with_retry(go, "checkpoint")
+
+
+def add_samples(job_id: str, step: int, items: list[dict]) -> int:
+    """Store the evaluation samples of ``step`` (each ``{index, question, prompt, reference,
+    answer}``), replacing what that step had (a resumed run sends them again). Returns how many."""
+    if not items:
+        return 0
+
+    def go() -> int:
+        with session_scope() as s:
+            _job(s, job_id)
+            s.execute(delete(EvalSample).where(EvalSample.job_id == job_id,
+                                               EvalSample.step == int(step)))
+            s.add_all(EvalSample(job_id=job_id, step=int(step), prompt_index=int(it["index"]),
+                                 question=str(it.get("question") or ""),
+                                 prompt=str(it.get("prompt") or ""),
+                                 reference=str(it.get("reference") or ""),
+                                 answer=str(it.get("answer") or "")) for it in items)
+            return len(items)
+    return with_retry(go, "evaluation samples")
 
 
 def fail_job(job_id: str, message: str, stack: str | None = None) -> bool:
@@ -277,7 +317,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
             workers = int(row.gpu_config.get("num_workers") or 1)
             qm = quality_metrics(result.get("first_train_loss"), result.get("final_train_loss"),
                                  result.get("final_val_loss"), result.get("best_val_loss"),
-                                 result.get("best_epoch"))
+                                 result.get("best_epoch"), result.get("base_val_loss"))
             summary = {"duration_seconds": duration, "total_epochs": row.total_epochs,
                        "total_steps": result.get("total_steps") or row.total_steps,
                        "final_learning_rate": result.get("final_learning_rate"),
@@ -286,6 +326,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
                        "avg_throughput": result.get("avg_throughput"),
                        "truncated_conversations": result.get("truncated"),
                        "hardware": row.gpu_config.get("gpu_type"), "workers": workers,
+                       "eval_samples_seconds": (result.get("eval_samples") or {}).get("seconds"),
                        "model_params": result.get("model_params")
                        or (row.estimate or {}).get("model_params"),
                        "total_cost": row.current_cost, **_gpu_summary(row, result),

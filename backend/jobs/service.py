@@ -13,11 +13,11 @@ from backend import states
 from backend.access import check_owner, scope
 from backend.config import get_settings
 from backend.costs import money_text
-from backend.db.models import (Checkpoint, Dataset, JobLog, MetricsPoint, ModelArtifact,
+from backend.db.models import (Checkpoint, Dataset, JobLog, ModelArtifact,
                                TrainingJob, utcnow)
 from backend.datasets.service import MISSING_GRACE_S, _age_s
 from backend.db.session import session_scope
-from backend.errors import BrightRunError, BudgetExceeded, InvalidInput, NotFound
+from backend.errors import BrightRunError, BudgetExceeded, InvalidInput
 from backend.jobs.estimates import build_config, estimate_for_dataset
 from backend.pagination import Page, clamp_page
 from backend.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo
@@ -55,9 +55,11 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
     budget admission rule, store the job and submit the training Ray job.
 
     Raises NotFound (dataset/parent model), InvalidInput (dataset not ready, bad config, base model
-    not on this machine), BudgetExceeded (over budget without ``allow_over_budget``). A failed Ray
-    submission leaves the job ``failed`` with the reason, never ``queued``.
+    not on this machine, hardware the known Ray cluster does not have: ``hardware_unavailable``),
+    BudgetExceeded (over budget without ``allow_over_budget``). A failed Ray submission leaves the
+    job ``failed`` with the reason, never ``queued``.
     """
+    from backend.jobs.capacity import check_hardware_available
     from backend.text_checks import check_text
     from backend.training.base_models import resolve_base_model
 
@@ -65,6 +67,8 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
     config = build_config(preset_id, base_model=base_model, overrides=overrides)
     resolve_base_model(config.base_model, get_settings().home)  # must exist locally
     est = estimate_for_dataset(actor, dataset_id, config, hardware_id, workers)
+    if submit:
+        check_hardware_available(est["hardware"]["is_gpu"], workers, est["hardware"]["name"])
     decision = est["budget"]
     if decision["over_budget"] and not allow_over_budget:
         raise BudgetExceeded(
@@ -272,32 +276,70 @@ def job_checkpoints(actor: UserInfo, job_id: str) -> list[CheckpointInfo]:
             select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step))]
 
 
+NEVER_SUBMITTED_GRACE_S = 300.0  # a queued job with no Ray job this long after creation was lost
+
+
 def reconcile() -> int:
-    """Jobs queued/initializing/running whose Ray job failed, was stopped or vanished become failed
-    (or cancelled when stopped on purpose) with the reason from Ray. Returns how many changed."""
+    """Active jobs whose Ray job is not running them become terminal, with the reason: the Ray job
+    failed, was stopped or vanished (failed; cancelled when stopped on purpose stays cancelled),
+    the job was never submitted (queued without a Ray job for ``NEVER_SUBMITTED_GRACE_S``), or it
+    has waited ``BRIGHTRUN_MISSING_RESOURCE_WAIT_S`` for resources the cluster does not have (its
+    Ray job is stopped). Returns how many changed."""
     from backend.jobs.progress import fail_job
     from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:
-        active = [(r.id, r.external_job_id, r.updated_at) for r in s.scalars(
-            select(TrainingJob).where(TrainingJob.status.in_(states.JOB_ACTIVE),
-                                      TrainingJob.external_job_id.is_not(None)))]
+        active = [(r.id, r.external_job_id, r.updated_at, r.created_at, r.status,
+                   dict(r.gpu_config or {})) for r in s.scalars(
+            select(TrainingJob).where(TrainingJob.status.in_(states.JOB_ACTIVE)))]
     changed = 0
-    for job_id, sub, updated in active:
+    for job_id, sub, updated, created, status, gpu in active:
+        if sub is None:
+            if status == "queued" and _age_s(created) > NEVER_SUBMITTED_GRACE_S:
+                changed += fail_job(job_id, "the job was never submitted to Ray (the process "
+                                            "creating it ended first); create it again")
+            continue
         try:
             info = get_gateway().info(sub)
         except BrightRunError as exc:
             log.warning("reconcile: cannot ask Ray about %s: %s", sub, exc)
             continue
-        status = info.get("status")
-        if status in ("PENDING", "RUNNING"):
+        ray_status = info.get("status")
+        if ray_status in ("PENDING", "RUNNING"):
+            why = _waits_for_missing_resources(status, created, gpu)
+            if why and fail_job(job_id, why):
+                changed += 1
+                _stop_quietly(sub)
             continue
-        if status == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
+        if ray_status == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
             continue  # just submitted: Ray may not list it yet
         reason = _ray_reason(sub, info)
         if fail_job(job_id, reason):
             changed += 1
     return changed
+
+
+def _waits_for_missing_resources(status: str, created, gpu: dict) -> str | None:
+    """The failure reason for a job that has not started training after the bounded wait and
+    needs resources the cluster does not have at all; None otherwise (or when not known)."""
+    from backend.jobs.capacity import cluster_totals, job_needs, missing_resources
+
+    wait_s = get_settings().missing_resource_wait_s
+    if status not in ("queued", "initializing") or wait_s <= 0 or _age_s(created) < wait_s:
+        return None
+    totals = cluster_totals()
+    needs = job_needs(bool(gpu.get("use_gpu")), int(gpu.get("num_workers") or 1))
+    why = missing_resources(needs, totals) if totals else None
+    return f"{why} (waited {wait_s:g} s; BRIGHTRUN_MISSING_RESOURCE_WAIT_S)" if why else None
+
+
+def _stop_quietly(sub: str) -> None:
+    from backend.cluster.gateway import get_gateway
+
+    try:
+        get_gateway().stop(sub)
+    except BrightRunError as exc:
+        log.warning("reconcile: could not stop Ray job %s: %s", sub, exc)
 
 
 def _ray_reason(sub: str, info: dict) -> str:

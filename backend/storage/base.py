@@ -14,7 +14,7 @@ import io
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -107,6 +107,15 @@ class ObjectStore(ABC):
         directory and ``None``, or ``"bucket/prefix"`` and a ``pyarrow.fs.S3FileSystem``.
 
         Raises InvalidInput, StorageError."""
+
+    def clean_incomplete(self, prefix: str, older_than_s: float,
+                         keep: Collection[str] = ()) -> int:
+        """Remove what interrupted writes under ``prefix`` left behind, when older than
+        ``older_than_s`` seconds and not a write of a key in ``keep`` (writes known to be alive):
+        temporary ``.part`` files (local store) or incomplete multipart uploads (S3). A write
+        killed by SIGKILL cannot clean up after itself; the reconciler calls this. Returns how many
+        were removed. Raises InvalidInput, StorageError."""
+        return 0
 
     # ----- shared behaviour built on the primitives -----------------------------------------
     def delete_prefix(self, prefix: str) -> int:

@@ -14,6 +14,7 @@ import re
 import secrets
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -190,6 +191,34 @@ class LocalObjectStore(ObjectStore):
             raise StorageError(f"cannot list {base}: {exc.strerror or exc}") from exc
         return sorted(keys)
 
+    def clean_incomplete(self, prefix: str, older_than_s: float,
+                         keep: Collection[str] = ()) -> int:
+        """See :meth:`ObjectStore.clean_incomplete`: deletes the temporary ``.part`` files of
+        writes that died (SIGKILL) under ``prefix``. Raises InvalidInput, StorageError."""
+        clean = sanitize_prefix(prefix)
+        base = self.root / clean.rpartition("/")[0] if "/" in clean else self.root
+        cutoff, removed = time.time() - max(0.0, older_than_s), 0
+        if not base.is_dir():
+            return 0
+        try:
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    path = Path(dirpath) / name
+                    if not _TEMP_NAME.match(name) or not self._key_of(path).startswith(
+                            clean.rpartition("/")[0]) or _target_key(self._key_of(path)) in keep:
+                        continue
+                    try:
+                        if path.stat().st_mtime > cutoff:
+                            continue  # a write in progress touches it
+                        path.unlink()
+                    except FileNotFoundError:
+                        continue
+                    removed += 1
+                    self._prune_empty_dirs(path.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot clean {base}: {exc.strerror or exc}") from exc
+        return removed
+
     def uri(self, key: str) -> str:
         """See :meth:`ObjectStore.uri`. Raises InvalidInput."""
         clean = sanitize_prefix(key)
@@ -267,6 +296,13 @@ class LocalObjectStore(ObjectStore):
 
         Raises StorageError (``url_invalid``, ``url_expired``, write failed)."""
         return self.put(self.verify_url(url, "put").key, fileobj, length=length)
+
+
+def _target_key(temp_key: str) -> str:
+    """The key a temporary upload file ``.NAME.brightrun-XXXX.part`` is being written for."""
+    folder, _, name = temp_key.rpartition("/")
+    target = name[1:].rsplit(".brightrun-", 1)[0]
+    return f"{folder}/{target}" if folder else target
 
 
 def _copy_stream(src: BinaryIO, out: BinaryIO, length: int | None) -> int:

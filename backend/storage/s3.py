@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -186,12 +186,68 @@ class S3ObjectStore(ObjectStore):
         clean = sanitize_key(key)
         self._ensure_bucket()
         reader = _CountingReader(fileobj, length)
-        with self._errors(f"uploading {self.uri(clean)}"):
-            self.client.put_object(self.bucket, clean, reader,
-                                   length=-1 if length is None else length,
-                                   part_size=PART_SIZE if length is None else 0,
-                                   content_type=content_type)
+        try:
+            with self._errors(f"uploading {self.uri(clean)}"):
+                self.client.put_object(self.bucket, clean, reader,
+                                       length=-1 if length is None else length,
+                                       part_size=PART_SIZE if length is None else 0,
+                                       content_type=content_type)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Ctrl-C (KeyboardInterrupt) or SystemExit: minio aborts its multipart upload
+                # only on Exception, so the parts would stay on the server (and be billed)
+                self._abort_uploads(clean)
+            raise
         return reader.count
+
+    def _incomplete_uploads(self, prefix: str) -> list[Any]:
+        """The multipart uploads started and neither completed nor aborted under ``prefix``."""
+        uploads: list[Any] = []
+        key_marker = None
+        try:
+            with self._errors(f"listing incomplete uploads under {self.uri(prefix)}", prefix):
+                for _ in range(1000):  # 1000 pages of 1000: more is not a sane bucket
+                    page = self.client._list_multipart_uploads(  # noqa: SLF001 - no public API
+                        self.bucket, prefix=prefix or None, key_marker=key_marker)
+                    uploads.extend(page.uploads)
+                    if not page.is_truncated or not page.next_key_marker:
+                        break
+                    key_marker = page.next_key_marker
+        except NotFound:  # no bucket yet: nothing started
+            return []
+        return uploads
+
+    def _abort_uploads(self, key: str) -> None:
+        """Best effort: abort every incomplete multipart upload of exactly ``key``."""
+        try:
+            for upload in self._incomplete_uploads(key):
+                if upload.object_name == key:
+                    self.client._abort_multipart_upload(  # noqa: SLF001
+                        self.bucket, key, upload.upload_id)
+        except Exception:  # noqa: BLE001 - never hide the interruption; reconcile retries
+            pass
+
+    def clean_incomplete(self, prefix: str, older_than_s: float,
+                         keep: Collection[str] = ()) -> int:
+        """See :meth:`ObjectStore.clean_incomplete`: aborts the multipart uploads under
+        ``prefix`` started more than ``older_than_s`` seconds ago (except those of ``keep``).
+        Raises InvalidInput, StorageError."""
+        from datetime import datetime, timezone
+
+        clean = sanitize_prefix(prefix)
+        uploads = self._incomplete_uploads(clean)
+        now, removed = datetime.now(timezone.utc), 0
+        for upload in uploads:
+            started = upload.initiated_time
+            if upload.object_name in keep:
+                continue
+            if started is not None and (now - started).total_seconds() < older_than_s:
+                continue
+            with self._errors(f"aborting the upload of {self.uri(upload.object_name)}"):
+                self.client._abort_multipart_upload(  # noqa: SLF001
+                    self.bucket, upload.object_name, upload.upload_id)
+            removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         """See :meth:`ObjectStore.delete`. Raises InvalidInput, StorageError."""

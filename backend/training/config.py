@@ -44,9 +44,9 @@ class InvalidTrainingConfig(InvalidInput):
 
 
 def _default_base_model() -> str:
-    from backend.config import get_settings  # read lazily: settings come from the environment
+    from backend.training.base_models import default_base_model  # lazily: reads the environment
 
-    return get_settings().default_base_model
+    return default_base_model()
 
 
 class TrainingConfig(BaseModel):
@@ -59,13 +59,15 @@ class TrainingConfig(BaseModel):
 
     base_model: str = Field(
         default_factory=_default_base_model, min_length=1, max_length=500,
-        description="Base model to adapt: a Hugging Face model id or a local directory present on the "
-                    "machine. Default: the configured BRIGHTRUN_DEFAULT_BASE_MODEL (brightrun/tiny-llama "
-                    "unless set). Bigger models cost more GPU memory and time per token.")
+        description="Base model to adapt: an installed base model id (brightrun base-models list), "
+                    "a Hugging Face model id or a local directory present on the machine. Default: "
+                    "BRIGHTRUN_DEFAULT_BASE_MODEL, else smollm2-135m-instruct when installed, else "
+                    "brightrun/tiny-llama. Bigger models cost more GPU memory and time per token.")
     learning_rate: float = Field(
         2e-4, gt=0, le=0.1,
-        description="Peak learning rate of AdamW after warmup. LoRA usually trains well at 1e-4 to 3e-4; "
-                    "above 1e-3 training often diverges (loss spikes, NaN).")
+        description="Peak learning rate of AdamW after warmup. LoRA on small instruct models (under "
+                    "1 B parameters, e.g. SmolLM2-135M) trains well at 3e-4 to 1e-3, on 7 B+ models "
+                    "at 1e-4 to 3e-4; above 1e-3 training often diverges (loss spikes, NaN).")
     batch_size: int = Field(
         8, ge=1, le=512,
         description="Conversations per forward/backward pass on each worker (per-device batch). "
@@ -96,7 +98,13 @@ class TrainingConfig(BaseModel):
     warmup_steps: int = Field(
         0, ge=0, le=1_000_000,
         description="Optimizer steps over which the learning rate ramps linearly from 0 to its peak. "
-                    "Should be well below the total number of steps.")
+                    "Should be well below the total number of steps. When above 0 it wins over "
+                    "warmup_ratio.")
+    warmup_ratio: float | None = Field(
+        None, ge=0, le=0.5,
+        description="Warmup as a fraction of the run's optimizer steps (0.1 = the first 10 %), so it "
+                    "is never longer than the run whatever the dataset size; used when warmup_steps "
+                    "is 0. Empty/none: no warmup unless warmup_steps is set.")
     weight_decay: float = Field(
         0.0, ge=0, le=1,
         description="AdamW decoupled weight decay applied to the LoRA weights; 0-0.1 is typical.")
@@ -187,6 +195,14 @@ class TrainingConfig(BaseModel):
     def total_steps(self, training_examples: int, workers: int = 1) -> int:
         """Optimizer steps over all epochs."""
         return self.steps_per_epoch(training_examples, workers) * self.num_epochs
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of ``total_steps`` optimizer steps: ``warmup_steps`` when above 0,
+        else ``warmup_ratio`` × total (rounded; at least 1 when the ratio is above 0 and the run has
+        more than one step). Never reaches ``total_steps`` for a ratio."""
+        if self.warmup_steps > 0 or not self.warmup_ratio or total_steps <= 1:
+            return self.warmup_steps
+        return min(total_steps - 1, max(1, round(self.warmup_ratio * total_steps)))
 
     def warnings(self, *, model_max_length: int | None = None,
                  total_steps: int | None = None) -> list[str]:

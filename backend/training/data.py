@@ -131,7 +131,9 @@ def keep_length(mask: Sequence[int], max_seq_length: int) -> int:
 
 def _prefix_mask(tokenizer, turns: list[dict[str, str]]) -> tuple[list[int], list[int]]:
     """Assistant mask for templates without generation tags: an assistant turn's characters are
-    what rendering ``turns[:i+1]`` adds to rendering ``turns[:i]`` with a generation prompt."""
+    what rendering ``turns[:i+1]`` adds to rendering ``turns[:i]`` with a generation prompt, less
+    the whitespace the template puts after the turn's end token (ChatML's newline after
+    ``<|im_end|>`` is layout the model never generates)."""
     full = tokenizer.apply_chat_template(turns, tokenize=False)
     spans = []
     for i, turn in enumerate(turns):
@@ -144,7 +146,7 @@ def _prefix_mask(tokenizer, turns: list[dict[str, str]]) -> tuple[list[int], lis
             raise InvalidInput("the base model's chat template is not prefix-stable, so assistant "
                                "tokens cannot be located", code="chat_template_not_prefix_stable",
                                hint="use a chat template with {% generation %} markers")
-        spans.append((len(before), len(upto)))
+        spans.append((len(before), len(before) + len(upto[len(before):].rstrip())))
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     mask = [int(any(s < end and e > start for s, e in spans) and end > start)
             for start, end in enc["offset_mapping"]]

@@ -1,14 +1,19 @@
-"""Model quality from the loss history (pure): perplexity and a convergence rating.
+"""Model quality from the loss history (pure): perplexity, loss reduction and a convergence rating.
 
-Rating (documented in docs/training.md):
-- reduction = (first training loss − final validation loss) / first training loss
+Rating (documented in docs/training.md, "Quality rating"):
+- reference = the **base model's validation loss** (measured before the first step, the loss
+  chart's step 0); runs that did not record it (older runs) fall back to the first training loss
+- reduction = (reference − final validation loss) / reference
 - gap = (final validation loss − final training loss) / final training loss  (overfitting signal)
-- excellent: reduction ≥ 0.5 and gap ≤ 0.10
-- good:      reduction ≥ 0.3 and gap ≤ 0.25
-- fair:      reduction ≥ 0.1 and gap ≤ 0.50
+- excellent: reduction ≥ 0.25 and gap ≤ 0.10
+- good:      reduction ≥ 0.10 and gap ≤ 0.25
+- fair:      reduction ≥ 0.03 and gap ≤ 0.50
 - poor:      anything else (little learning, or validation far above training)
 - not rated: no validation data (nothing held out, so there is no validation loss and no gap to
   judge): the rating is ``NOT_RATED`` and the reason is said in words (:func:`rating_text`)
+
+The thresholds are for fine-tuning a pretrained model: an adapter that takes 10 % off a real
+instruct model's held-out loss on its own task has learned it visibly.
 """
 from __future__ import annotations
 
@@ -17,26 +22,34 @@ import math
 NOT_RATED = "not rated"
 RATINGS = ("excellent", "good", "fair", "poor", NOT_RATED)
 NO_VALIDATION_REASON = "not rated: no validation data"
+THRESHOLDS = (("excellent", 0.25, 0.10), ("good", 0.10, 0.25), ("fair", 0.03, 0.50))
 
 
-def convergence_rating(first_train_loss: float | None, final_train_loss: float | None,
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def loss_reduction(reference_loss: float | None, final_val_loss: float | None) -> float | None:
+    """(reference − final validation loss) / reference, or None when either is missing."""
+    if not _finite(reference_loss, final_val_loss) or not reference_loss:
+        return None
+    return (reference_loss - final_val_loss) / reference_loss
+
+
+def convergence_rating(reference_loss: float | None, final_train_loss: float | None,
                        final_val_loss: float | None) -> str:
-    """Rate convergence; ``not rated`` without a validation loss (nothing was held out); other
-    missing inputs rate ``poor``."""
+    """Rate convergence against ``reference_loss`` (the base model's validation loss, or the
+    first training loss for runs without it); ``not rated`` without a validation loss (nothing
+    was held out); other missing inputs rate ``poor``."""
     if final_val_loss is None:
         return NOT_RATED
-    if not first_train_loss or final_train_loss is None:
+    reduction = loss_reduction(reference_loss, final_val_loss)
+    if reduction is None or not _finite(final_train_loss):
         return "poor"
-    if not all(math.isfinite(x) for x in (first_train_loss, final_train_loss, final_val_loss)):
-        return "poor"
-    reduction = (first_train_loss - final_val_loss) / first_train_loss
     gap = (final_val_loss - final_train_loss) / max(final_train_loss, 1e-9)
-    if reduction >= 0.5 and gap <= 0.10:
-        return "excellent"
-    if reduction >= 0.3 and gap <= 0.25:
-        return "good"
-    if reduction >= 0.1 and gap <= 0.50:
-        return "fair"
+    for rating, min_reduction, max_gap in THRESHOLDS:
+        if reduction >= min_reduction and gap <= max_gap:
+            return rating
     return "poor"
 
 
@@ -56,8 +69,10 @@ def perplexity(loss: float | None) -> float | None:
 
 def quality_metrics(first_train_loss: float | None, final_train_loss: float | None,
                     final_val_loss: float | None, best_val_loss: float | None,
-                    best_epoch: int | None) -> dict:
-    """The quality_metrics JSON of a model artifact."""
+                    best_epoch: int | None, base_val_loss: float | None = None) -> dict:
+    """The quality_metrics JSON of a model artifact. ``base_val_loss``: the base model's
+    validation loss (step 0); when missing the reference is the first training loss."""
+    reference = base_val_loss if _finite(base_val_loss) else first_train_loss
     return {
         "final_training_loss": final_train_loss,
         "final_validation_loss": final_val_loss,
@@ -65,6 +80,10 @@ def quality_metrics(first_train_loss: float | None, final_train_loss: float | No
         "best_epoch": best_epoch,
         "perplexity": perplexity(final_val_loss),
         "first_training_loss": first_train_loss,
-        "convergence_quality": convergence_rating(first_train_loss, final_train_loss,
-                                                  final_val_loss),
+        "base_validation_loss": base_val_loss,
+        "base_perplexity": perplexity(base_val_loss),
+        "reduction_reference": "base_validation_loss" if _finite(base_val_loss)
+        else "first_training_loss",
+        "loss_reduction": loss_reduction(reference, final_val_loss),
+        "convergence_quality": convergence_rating(reference, final_train_loss, final_val_loss),
     }

@@ -32,7 +32,8 @@ def test_scripts_run_serves_dashboard_with_local_ray(tmp_path, tiny_model_dir):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("BRIGHTRUN_") and k != "RAY_ADDRESS"}
     env.update(BRIGHTRUN_HOME=str(home), BRIGHTRUN_PORT=str(port),
-               BRIGHTRUN_RAY_DASHBOARD_PORT=str(ray_port), BRIGHTRUN_SYSTEM_PACKAGES="0")
+               BRIGHTRUN_RAY_DASHBOARD_PORT=str(ray_port), BRIGHTRUN_SYSTEM_PACKAGES="0",
+               BRIGHTRUN_INSTALL_SMOLLM="0")  # the install itself: tests/backend/training
     log = open(tmp_path / "run.log", "wb")
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "run")], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

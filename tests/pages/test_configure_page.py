@@ -61,16 +61,17 @@ def test_preselected_dataset_summary_and_estimate(actor):
 def test_presets_fill_the_form(actor):
     make_dataset(actor, "d")
     at = open_app("configure")
-    assert _num(at, "num_epochs").value == 5 and _num(at, "lora_rank").value == 16  # balanced
+    assert _num(at, "num_epochs").value == 2 and _num(at, "lora_rank").value == 16  # balanced
+    assert _num(at, "warmup_ratio").value == pytest.approx(0.1)
     at.button(key="configure_preset_aggressive").click().run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
-            _num(at, "batch_size").value) == (10, 32, 16)
-    assert _num(at, "learning_rate").value == pytest.approx(3e-4)
+            _num(at, "batch_size").value) == (4, 32, 4)
+    assert _num(at, "learning_rate").value == pytest.approx(1e-3)
     assert "Preset **aggressive** ·" in texts(at)
     at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
     assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
-            _num(at, "warmup_steps").value) == (3, 8, 100)
+            _num(at, "warmup_steps").value) == (2, 8, 0)
     _num(at, "lora_rank").set_value(12).run(timeout=TIMEOUT)
     assert "Preset **conservative** (modified)" in texts(at)
     # every field has its description as tooltip
@@ -83,7 +84,7 @@ def test_changing_epochs_changes_the_estimate(actor):
     at.selectbox(key="configure_base_model").select("mistralai/Mistral-7B-v0.1")  # catalog size
     at.selectbox(key="configure_hardware").select("A100-80GB").run(timeout=TIMEOUT)
     before = _metrics(at)
-    _num(at, "num_epochs").set_value(10).run(timeout=TIMEOUT)
+    _num(at, "num_epochs").set_value(4).run(timeout=TIMEOUT)  # balanced: 2
     assert not at.exception, at.exception
     after = _metrics(at)
     tokens = [int(x["Tokens to train"].replace(",", "")) for x in (before, after)]
@@ -114,14 +115,14 @@ def test_start_training_creates_the_job_and_opens_monitor(actor, submitted):
     d = make_dataset(actor, "support")
     at = open_app("configure")
     at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
-    _num(at, "num_epochs").set_value(2)
+    _num(at, "num_epochs").set_value(3)
     at.text_input(key="configure_name").input("First <i>run</i>").run(timeout=TIMEOUT)
     at.button(key="configure_start").click().run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     (job,) = jobs.list_jobs(actor).items
     assert submitted == [job.id]
     assert (job.name, job.dataset_id, job.preset_id, job.total_epochs) == (
-        "First <i>run</i>", d.id, "custom", 2)
+        "First <i>run</i>", d.id, "custom", 3)
     assert job.hyperparameters["lora_rank"] == 8 and job.gpu_config["gpu_type"] == "cpu-local"
     assert at.session_state["monitor_job_id"] == job.id
     assert at.query_params.get("job_id") in (job.id, [job.id])
@@ -308,7 +309,7 @@ def test_start_training_submits_to_ray(ray_env):
 
 
 # ----- the draft: settings survive leaving the page, and the job is what the page showed ---------
-ADVANCED = {"batch_size": 1, "warmup_steps": 10, "num_epochs": 2, "lora_rank": 4,
+ADVANCED = {"batch_size": 1, "warmup_steps": 10, "num_epochs": 3, "lora_rank": 4,
             "learning_rate": 5e-4, "max_seq_length": 512, "eval_every_steps": 3}
 
 
@@ -366,3 +367,49 @@ def test_default_job_name_is_the_placeholder(actor, submitted):
     at.button(key="configure_start").click().run(timeout=TIMEOUT)
     (job,) = jobs.list_jobs(actor).items
     assert job.name == placeholder
+
+
+def _install_fake_smollm(home, tiny_model_dir) -> None:
+    """A SmolLM2 install marker pointing at the tiny model's folder: the page logic without the
+    real 538 MB model (tests marked real_model use the real one)."""
+    import json
+
+    folder = home / "base-models" / "smollm2-135m-instruct"
+    folder.mkdir(parents=True)
+    (folder / "brightrun-base-model.json").write_text(json.dumps(
+        {"id": "smollm2-135m-instruct", "path": str(tiny_model_dir), "params": 134515008,
+         "source": "test", "chat_template": "chatml"}))
+
+
+def test_installed_smollm_is_preselected_with_its_size(actor, app_env, tiny_model_dir):
+    make_dataset(actor, "d")
+    _install_fake_smollm(app_env, tiny_model_dir)
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    box = at.selectbox(key="configure_base_model")
+    assert box.value == "smollm2-135m-instruct"
+    assert "smollm2-135m-instruct · 134.5 M params" in box.format_func("smollm2-135m-instruct")
+    assert "estimate only" in box.format_func("mistralai/Mistral-7B-v0.1")
+    assert box.options[0].startswith("smollm2-135m-instruct · 134.5 M params")  # installed first
+
+
+def test_install_progress_is_shown_while_it_runs(actor, app_env):
+    import json
+    import time
+
+    make_dataset(actor, "d")
+    root = app_env / "base-models"
+    root.mkdir()
+    progress = {"state": "running", "fraction": 0.4, "message": "dequantizing <b>weights</b>",
+                "updated": time.time()}
+    (root / ".install-smollm2-135m-instruct.json").write_text(json.dumps(progress))
+    at = open_app("configure")
+    assert not at.exception, at.exception
+    bars = [str(b.proto.text) for b in at.get("progress")]
+    assert any("Installing base model smollm2-135m-instruct" in b and "&lt;b&gt;" not in b
+               for b in bars), bars
+    assert at.selectbox(key="configure_base_model").value == "brightrun/tiny-llama"
+    (root / ".install-smollm2-135m-instruct.json").write_text(json.dumps(
+        {**progress, "state": "failed", "message": "NotFound: package missing"}))
+    at.run(timeout=TIMEOUT)
+    assert "Installing smollm2-135m-instruct failed" in texts(at)

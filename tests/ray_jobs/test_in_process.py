@@ -108,11 +108,14 @@ def test_one_worker_run_retries_from_its_last_checkpoint_without_ray(tmp_path):
           ("resumed", "checkpoint", "metrics", "completed", "log")}
     [resumed] = of["resumed"]
     assert resumed["step"] == 2
+    # the base model was measured once, before the first attempt's first step
+    assert [e["step"] for e in log if e["event"] == "samples"].count(0) == 1
+    assert [p["step"] for e in of["metrics"] for p in e["points"]].count(0) == 1
     assert any("restarting from the last checkpoint (retry 1 of 2)" in e["message"]
                for e in of["log"])
     [done] = of["completed"]
     steps = [p["step"] for e in of["metrics"] for p in e["points"]]
-    assert steps == list(range(1, done["result"]["total_steps"] + 1))
+    assert steps == list(range(0, done["result"]["total_steps"] + 1))  # 0: the base model
     kept = sorted(p.name for p in (tmp_path / "runs" / "run").iterdir())
     assert len(kept) == 2 and all((tmp_path / "runs" / "run" / k / COMPLETE_MARKER).exists()
                                   for k in kept)

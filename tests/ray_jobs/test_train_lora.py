@@ -142,7 +142,7 @@ def test_cli_refuses_bad_input_with_exit_status_2(tmp_path, capsys):
 
 
 # ----- the worker loop, in-process ---------------------------------------------------------------
-def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink):
+def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink, **loop):
     """Run train_loop_per_worker in this process (Ray Train local mode: no cluster)."""
     import torch
     from ray.train import RunConfig, ScalingConfig
@@ -157,7 +157,7 @@ def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink):
             train_loop_per_worker,
             train_loop_config={"config": config, "dataset": SAMPLE_V4, "sink": sink,
                                "output": str(tmp_path / "adapter"), "home": str(tmp_path / "home"),
-                               "metrics_every_steps": 3},
+                               "metrics_every_steps": 3, **loop},
             scaling_config=ScalingConfig(num_workers=0),
             run_config=RunConfig(name="local", storage_path=str(tmp_path / "runs")))
         return trainer.fit().return_value
@@ -169,11 +169,14 @@ def test_worker_loop_reports_every_step_once_and_saves_the_adapter(tmp_path):
     sink = CollectingSink()
     config = dict(FAST, validation_seed=_split_seed(), gradient_accumulation_steps=2,
                   eval_every_steps=3, num_epochs=3)
-    result = _fit_local(tmp_path, config, sink)
+    result = _fit_local(tmp_path, config, sink, eval_samples_budget=1.0)  # samples at every eval
 
     stages = [e["stage"] for e in sink.of("stage")]
     assert stages == STAGES_IN_ORDER
-    points = sink.points
+    base, *points = sink.points
+    # step 0: the base model's validation loss, measured before the first step
+    assert base["step"] == 0 and base["training_loss"] is None
+    assert base["validation_loss"] == result["base_validation_loss"] > points[-1]["validation_loss"]
     steps_per_epoch = math.ceil(result["dataset"]["train_conversations"] / 2)
     assert [p["step"] for p in points] == list(range(1, 3 * steps_per_epoch + 1))
     assert all(set(p) == set(METRIC_FIELDS) for p in points)
@@ -193,11 +196,27 @@ def test_worker_loop_reports_every_step_once_and_saves_the_adapter(tmp_path):
                                                  if p["validation_loss"] is not None)
     assert [h["epoch"] for h in result["train_loss_history"]] == [1, 2, 3]
     assert result["total_tokens_processed"] == points[-1]["tokens_processed"]
+    # evaluation samples: the base model's answers at step 0, then one set at every evaluation
+    samples = sink.of("samples")
+    assert [e["step"] for e in samples] == [0, *evaluated]
+    for event in samples:
+        assert [i["index"] for i in event["items"]] == list(range(result["eval_samples"]["prompts"]))
+        assert all(i["reference"] and i["question"] and i["prompt"] for i in event["items"])
+    assert result["eval_samples"]["prompts"] == min(3, result["dataset"]["validation_conversations"])
+    assert 0 < result["eval_samples"]["seconds"] < result["duration_seconds"]
+    cost = result["eval_samples"]
+    assert 0 < cost["cpu_seconds"] < cost["run_cpu_seconds"] and 0 < cost["cpu_share"] < 1
     out = tmp_path / "adapter"
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
                  "tokenizer_config.json", "training_result.json"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["r"] == 8
+    assert adapter_config["base_model_name_or_path"] == "brightrun/tiny-llama"  # never a path
+    readme = (out / "README.md").read_text()
+    assert "`brightrun/tiny-llama`" in readme and "PeftModel.from_pretrained" in readme
+    assert str(tmp_path) not in readme
+    assert result["files"]["README.md"] == (out / "README.md").stat().st_size
 
 
 # ----- real Ray runs -----------------------------------------------------------------------------
@@ -261,7 +280,7 @@ def test_two_cpu_workers_train_a_lora_adapter_end_to_end(ray_env, brightrun_home
     history = [h["training_loss"] for h in result["train_loss_history"]]
     assert len(history) == 5 and history[-1] < history[0] - 0.3, history
     points = [p for e in _of(events, "metrics") for p in e["points"]]
-    assert [p["step"] for p in points] == list(range(1, result["total_steps"] + 1))
+    assert [p["step"] for p in points] == list(range(0, result["total_steps"] + 1))
 
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= {
@@ -291,5 +310,5 @@ def test_a_failed_worker_resumes_from_the_last_checkpoint(ray_env, tmp_path):
     # general points after the checkpoint may arrive twice and `resumed` tells the sink so
     steps = [p["step"] for e in _of(events, "metrics") for p in e["points"]]
     [done] = _of(events, "completed")
-    assert steps == list(range(1, done["result"]["total_steps"] + 1))
+    assert steps == list(range(0, done["result"]["total_steps"] + 1))  # 0: the base model
     assert done["result"]["final_validation_loss"] is not None

@@ -14,16 +14,18 @@ from backend.training.catalogs import (CatalogError, get_hardware, get_model, ge
 from backend.errors import InvalidInput, NotFound
 from backend.training.config import TrainingConfig
 
-# reference/original-types.md, HYPERPARAMETER_PRESETS (base_model there: mistralai/Mistral-7B-v0.1)
-REFERENCE_PRESETS = {
-    "conservative": dict(learning_rate=0.0001, batch_size=4, num_epochs=3, lora_rank=8, lora_alpha=16,
-                         lora_dropout=0.05, warmup_steps=100, weight_decay=0.01),
-    "balanced": dict(learning_rate=0.0002, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
-                     lora_dropout=0.1, warmup_steps=200, weight_decay=0.01),
-    "aggressive": dict(learning_rate=0.0003, batch_size=16, num_epochs=10, lora_rank=32, lora_alpha=64,
-                       lora_dropout=0.1, warmup_steps=500, weight_decay=0.01),
-    "custom": dict(learning_rate=0.0002, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
-                   lora_dropout=0.1),
+# Tuned for LoRA on real instruct models (SmolLM2-135M-Instruct + the demo data; docs/training-config.md)
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+TUNED_PRESETS = {
+    "conservative": dict(learning_rate=0.0003, batch_size=4, num_epochs=2, lora_rank=8, lora_alpha=16,
+                         lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0),
+    "balanced": dict(learning_rate=0.001, batch_size=4, num_epochs=2, lora_rank=16, lora_alpha=32,
+                     lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0),
+    "aggressive": dict(learning_rate=0.001, batch_size=4, num_epochs=4, lora_rank=32, lora_alpha=64,
+                       lora_dropout=0.1, warmup_ratio=0.1, weight_decay=0.0,
+                       target_modules=ATTENTION + ["gate_proj", "up_proj", "down_proj"]),
+    "custom": dict(learning_rate=0.001, batch_size=4, num_epochs=2, lora_rank=16, lora_alpha=32,
+                   lora_dropout=0.05),
 }
 # reference GPU_OPTIONS
 REFERENCE_GPUS = [("A6000-48GB", 48, 1.50), ("A100-80GB", 80, 3.00), ("H100-80GB", 80, 5.00)]
@@ -35,8 +37,8 @@ def test_all_catalog_files_load():
     assert len(load_models().models) >= 6
 
 
-@pytest.mark.parametrize("preset_id,values", list(REFERENCE_PRESETS.items()))
-def test_presets_match_reference(preset_id, values):
+@pytest.mark.parametrize("preset_id,values", list(TUNED_PRESETS.items()))
+def test_presets_keep_their_tuned_values(preset_id, values):
     preset = get_preset(preset_id)
     stored = dict(preset.values)
     assert stored.pop("base_model", "missing") is None  # null = configured default
@@ -46,8 +48,17 @@ def test_presets_match_reference(preset_id, values):
     assert all(getattr(config, k) == v for k, v in values.items())
 
 
+@pytest.mark.parametrize("preset_id", list(TUNED_PRESETS))
+@pytest.mark.parametrize("conversations", [1, 4, 9, 40, 1000, 100_000])
+def test_no_preset_warns_or_warms_up_longer_than_the_run(preset_id, conversations):
+    config = TrainingConfig(base_model="x", **TUNED_PRESETS[preset_id])
+    total = config.total_steps(conversations)
+    assert config.warnings(total_steps=total, model_max_length=8192) == []
+    assert config.warmup_for(total) < total or total == 1 and config.warmup_for(total) == 0
+
+
 def test_preset_catalog_names_the_reference_base_model():
-    assert load_presets().reference_base_model == "mistralai/Mistral-7B-v0.1"
+    assert load_presets().reference_base_model == "smollm2-135m-instruct"
     assert [p.id for p in list_presets()] == ["conservative", "balanced", "aggressive", "custom"]
 
 

@@ -40,3 +40,25 @@ def test_no_validation_data_is_said_plainly():
     assert q["convergence_quality"] == "not rated" and q["perplexity"] is None
     assert rating_text(q["convergence_quality"]) == "not rated: no validation data"
     assert rating_text("good") == "good convergence"
+
+
+@pytest.mark.parametrize("base,train,val,expected", [
+    (3.42, 2.70, 2.96, "good"),       # −13.5 % of the base model's loss, gap 10 %
+    (3.42, 2.90, 3.14, "fair"),       # −8 %
+    (3.42, 3.40, 3.41, "poor"),       # −0.3 %: nothing learnt
+    (3.42, 1.80, 2.40, "fair"),       # −30 % but gap 33 %
+    (8.30, 7.60, 7.70, "fair"),       # the tiny random model: −7 % of chance level
+])
+def test_rating_against_the_base_models_validation_loss(base, train, val, expected):
+    q = quality_metrics(9.9, train, val, val, 2, base_val_loss=base)
+    assert q["convergence_quality"] == expected
+    assert q["loss_reduction"] == pytest.approx((base - val) / base)
+    assert q["reduction_reference"] == "base_validation_loss"
+    assert q["base_perplexity"] == pytest.approx(math.exp(base))
+
+
+def test_without_a_base_loss_the_reference_is_the_first_training_loss():
+    q = quality_metrics(4.0, 1.5, 1.6, 1.55, 2)
+    assert q["reduction_reference"] == "first_training_loss"
+    assert q["loss_reduction"] == pytest.approx(0.6) and q["base_validation_loss"] is None
+    assert quality_metrics(4.0, 1.5, None, None, None)["loss_reduction"] is None

@@ -186,7 +186,7 @@ def test_apply_overrides_returns_new_config_and_reports_all_bad_items():
 
 def test_from_preset_with_overrides():
     c = from_preset("aggressive", base_model=MODEL, num_epochs=2)
-    assert (c.learning_rate, c.batch_size, c.lora_rank, c.num_epochs) == (3e-4, 16, 32, 2)
+    assert (c.learning_rate, c.batch_size, c.lora_rank, c.num_epochs) == (1e-3, 4, 32, 2)
     with pytest.raises(InvalidTrainingConfig):
         from_preset("balanced", base_model=MODEL, lora_dropout=1.0)
 
@@ -212,3 +212,14 @@ def test_doc_contains_generated_field_table():
     for name in TrainingConfig.model_fields:
         assert f"`{name}`" in text, name
     assert field_table_markdown() in text, "regenerate with: python -m backend.training.config"
+
+
+@pytest.mark.parametrize("steps,ratio,total,expected", [
+    (0, None, 100, 0), (0, 0.1, 100, 10), (0, 0.1, 18, 2), (0, 0.1, 4, 1), (0, 0.5, 2, 1),
+    (0, 0.1, 1, 0), (0, 0.0, 50, 0), (7, 0.1, 100, 7), (200, 0.1, 18, 200),
+])
+def test_warmup_for_a_run(steps, ratio, total, expected):
+    config = TrainingConfig(base_model="x", warmup_steps=steps, warmup_ratio=ratio)
+    assert config.warmup_for(total) == expected
+    # only explicit steps can reach the run's length, and only they warn
+    assert bool(config.warnings(total_steps=total)) == (steps >= total)

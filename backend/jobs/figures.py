@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from backend.costs import money_text
+
 # The plan's names, shared by `jobs estimate --json` and `jobs show --json` (plan and actual).
 PLAN_FIELDS = ("total_steps", "steps_per_epoch", "tokens_to_train", "trained_tokens_to_train",
                "train_conversations", "validation_conversations", "truncated", "left_out",
@@ -232,7 +234,7 @@ def adapter_readme(fig: JobFigures, name: str, base_model: str) -> str:
         f"| quality | {rating_text(fig.convergence)} |",
         f"| hardware | {fig.workers} × {fig.hardware} |",
         f"| {fig.hours_label} | {num(fig.hours, '{:,.4f}')} |",
-        f"| cost | ${fig.cost:,.4f} |", ""])
+        f"| cost | {money_text(fig.cost)} |", ""])
 
 
 def write_adapter_readme(job_id: str) -> int:

@@ -14,12 +14,19 @@ SHOW_FIELDS = ("id", "name", "description", "status", "format", "file_name", "fi
                "sample_data", "created_at", "validated_at", "external_job_id")
 
 
+def default_name(path: str, name: str | None) -> str:
+    """The name an upload gets: ``name`` when given (stripped), else the file name without its
+    extension — the same default as the Datasets page's upload form."""
+    return (name or "").strip() or os.path.basename(path).rsplit(".", 1)[0]
+
+
 def register(sub) -> None:
     ds = sub.add_parser("datasets", help="upload and manage datasets").add_subparsers(
         dest="ds_cmd", required=True)
     p = ds.add_parser("upload", help="upload a JSONL file (streamed, any size)")
     p.add_argument("file")
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", help="the dataset's name (default: the file name without .jsonl, as on "
+                                   "the Datasets page)")
     p.add_argument("--format", help="declare the format instead of detecting it")
     p.add_argument("--description")
     p.add_argument("--wait", action="store_true", help="wait until validation finishes")
@@ -78,7 +85,7 @@ def cmd_upload(args) -> int:
             TransferSpeedColumn(), console=err_console, disable=args.json) as progress:
         task = progress.add_task("uploading", total=size)
         info = upload_dataset(who, _Progress(fh, progress, task), os.path.basename(args.file),
-                              args.name, description=args.description, format=args.format,
+                              default_name(args.file, args.name), description=args.description, format=args.format,
                               size=size)
     if not args.json:
         err_console.print(f"dataset {info.id} uploaded ({size:,} bytes); status {info.status}")

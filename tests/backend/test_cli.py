@@ -70,3 +70,15 @@ def test_jobs_estimate_bad_override_is_one_clear_line(db, capsys, override, mess
         assert main(["jobs", cmd, "--dataset", ds.id, "--set", override]) == 1
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("path, name, expected", [
+    ("examples/demo-support-v4.jsonl", None, "demo-support-v4"),
+    ("/data/x.y.jsonl", "", "x.y"),
+    ("a.jsonl", "  Mine  ", "Mine"),
+    ("noext", None, "noext"),
+])
+def test_upload_name_defaults_to_the_file_name(path, name, expected):
+    from backend.cli.datasets import default_name
+
+    assert default_name(path, name) == expected

@@ -65,9 +65,9 @@ def _choose_job(actor) -> str | None:
 
 
 def _live(actor, job_id: str, polling: bool) -> None:
+    """The whole job view, re-read from the database on each (fragment) run."""
     from backend.jobs.figures import get_figures
 
-    """The whole job view, re-read from the database on each (fragment) run."""
     if polling:
         maybe_reconcile()
     try:

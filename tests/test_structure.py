@@ -123,3 +123,19 @@ def test_nothing_points_outside_the_repository():
                           cwd=REPO, capture_output=True, text=True).stdout.splitlines()
     hits = [h for h in hits if not h.startswith("tests/test_structure.py:")]
     assert not hits, "\n".join(hits)
+
+
+def test_pages_have_no_stray_strings_that_streamlit_magic_would_draw():
+    """A string statement that is not a docstring (e.g. a docstring moved below an import) is
+    drawn on the page by Streamlit's magic."""
+    stray = []
+    for path in (REPO / "pages").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            body = getattr(node, "body", None)
+            if not isinstance(body, list):
+                continue
+            for i, stmt in enumerate(body):
+                if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                        and isinstance(stmt.value.value, str) and i > 0:
+                    stray.append(f"{path.relative_to(REPO)}:{stmt.lineno}")
+    assert not stray, "strings Streamlit would draw: " + ", ".join(stray)

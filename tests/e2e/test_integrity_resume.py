@@ -7,7 +7,7 @@ injection (the last rank raises), twice by a real SIGKILL of a Ray Train worker 
 - resume from the newest checkpoint the job recorded as saved before the failure — and a
   checkpoint is recorded only once Ray Train has committed it, so that is the newest one Ray
   persisted (none recorded later than the step it resumed from);
-- end completed with one metric point per step 1..total (none lost, none duplicated), the points
+- end completed with one metric point per step 0..total (none lost, none duplicated), the points
   after the resumed step all written by the surviving attempt.
 """
 from __future__ import annotations
@@ -105,7 +105,8 @@ def test_lost_worker_resumes_from_newest_persisted_checkpoint(ray_env, ray_clust
     else:
         assert resumed_step >= newest_at_kill
     steps = [p.step for p in points]
-    assert steps == list(range(1, job.total_steps + 1))  # none lost, none duplicated
+    # step 0 is the base model's validation loss, measured once before the first step
+    assert steps == list(range(0, job.total_steps + 1))  # none lost, none duplicated
     assert all(_utc(p.timestamp) >= resumed_at for p in points if p.step > resumed_step)
     observed.append({"case": f"{how}@{at}", "resumed_from": resumed_step,
                      "checkpoints_before": before, "total_steps": job.total_steps})

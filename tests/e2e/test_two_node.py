@@ -34,6 +34,7 @@ import requests
 from sqlalchemy import select
 
 from backend.cluster.gateway import free_ports, get_gateway, start_head, stop_head
+from backend.cluster.head import LOOPBACK_ENV
 from backend.config import reset_settings
 from backend.datasets import service as datasets
 from backend.db.models import ModelArtifact
@@ -82,7 +83,8 @@ def _start_worker_node(gcs: str, base: Path, hidden: list[Path]) -> tuple[subpro
     script += "".join(f'[ -z "$(ls -A {shlex.quote(str(h))})" ] && ' for h in hidden)
     script += "exec " + shlex.join(ray_cmd) + " || exit 3"
     env = {"PATH": os.environ["PATH"], "HOME": str(node / "home"), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp")}
+           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp"),
+           **LOOPBACK_ENV}  # the node stays on 127.0.0.1, where the loopback-only head listens
     log = open(node / "node.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                              script], cwd=str(node / "home"), env=env, stdout=log,

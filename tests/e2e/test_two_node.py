@@ -34,7 +34,6 @@ import requests
 from sqlalchemy import select
 
 from backend.cluster.gateway import free_ports, get_gateway, start_head, stop_head
-from backend.cluster.head import LOOPBACK_ENV
 from backend.config import reset_settings
 from backend.datasets import service as datasets
 from backend.db.models import ModelArtifact
@@ -83,8 +82,7 @@ def _start_worker_node(gcs: str, base: Path, hidden: list[Path]) -> tuple[subpro
     script += "".join(f'[ -z "$(ls -A {shlex.quote(str(h))})" ] && ' for h in hidden)
     script += "exec " + shlex.join(ray_cmd) + " || exit 3"
     env = {"PATH": os.environ["PATH"], "HOME": str(node / "home"), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp"),
-           **LOOPBACK_ENV}  # the node stays on 127.0.0.1, where the loopback-only head listens
+           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp")}
     log = open(node / "node.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                              script], cwd=str(node / "home"), env=env, stdout=log,
@@ -139,8 +137,9 @@ def test_two_node_job_stores_one_adapter(pg_url, s3_env, tiny_model_dir, brightr
     head_tmp = Path(tempfile.mkdtemp(prefix="brt-2head-", dir="/tmp"))
     (head_tmp / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(head_tmp / "tmp"))  # the head's (and driver's) temp folders
+    # a head another node can join (a loopback-only head refuses a second node)
     head = start_head(head_tmp / "ray", free_ports(1)[0], num_cpus=0,
-                      object_store_memory=256 << 20)
+                      object_store_memory=256 << 20, loopback_only=False)
     # hidden from the second node: the head's Ray and temp folders, and pytest's tmp root (the
     # BRIGHTRUN_HOME with its tiny model, the test's files)
     pytest_root = tmp_path_factory.getbasetemp().parent

@@ -211,6 +211,14 @@ def _parse_bool(var: str, raw: str) -> bool:
     raise ConfigError(f"{var}={raw!r} is not a boolean; use true or false")
 
 
+def _carries_own_secrets(env: dict[str, str]) -> bool:
+    """True when ``env`` itself holds secret settings: a node of a multi-node cluster that carries
+    them in its own environment (docs/operations.md, "Secrets"). Such a node may not see the
+    head's secrets file; one that carries none still fails on an unreadable file."""
+    return any(env.get(ENV_VARS[name]) for name in SECRET_FIELDS) or bool(
+        urlparse(env.get(ENV_VARS["database_url"]) or "").password)
+
+
 def read_secrets_file(path: str) -> dict[str, str]:
     """The ``{VARIABLE: value}`` of a secrets file. Raises ConfigError naming
     BRIGHTRUN_SECRETS_FILE when it is unreadable, not a JSON object of strings, or names a
@@ -244,8 +252,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     Raises ConfigError naming the variable for any bad value (unknown URL scheme, bad number, ...).
     """
     env = dict(os.environ if environ is None else environ)
-    if env.get(ENV_VARS["secrets_file"]):
-        env.update(read_secrets_file(env[ENV_VARS["secrets_file"]]))
+    path = env.get(ENV_VARS["secrets_file"])
+    if path and not (_carries_own_secrets(env) and not Path(path).exists()):
+        env.update(read_secrets_file(path))
     home = Path(env.get("BRIGHTRUN_HOME") or "~/.brightrun").expanduser().resolve()
     values: dict[str, object] = {"home": home}
     values["database_url"] = env.get("BRIGHTRUN_DATABASE_URL") or f"sqlite:///{home / 'brightrun.db'}"

@@ -130,3 +130,21 @@ def test_cli_never_prints_a_database_password(tmp_path, env):
         r = _cli(*args, BRIGHTRUN_HOME=str(tmp_path), **env)
         assert "zz-secret" not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_a_node_carrying_its_own_secrets_may_not_see_the_heads_secrets_file(tmp_path):
+    import json as _json
+
+    from backend.config import ConfigError, load_settings
+
+    missing = str(tmp_path / "nope" / "ray-jobs.json")
+    base = {"BRIGHTRUN_HOME": str(tmp_path), "BRIGHTRUN_SECRETS_FILE": missing}
+    with pytest.raises(ConfigError, match="BRIGHTRUN_SECRETS_FILE"):
+        load_settings(base)  # carries nothing itself: the unreadable file is an error
+    own = load_settings({**base, "BRIGHTRUN_S3_SECRET_KEY": "node-own"})
+    assert own.s3_secret_key == "node-own"
+    present = tmp_path / "s.json"
+    present.write_text(_json.dumps({"BRIGHTRUN_S3_SECRET_KEY": "from-file"}))
+    both = load_settings({**base, "BRIGHTRUN_SECRETS_FILE": str(present),
+                          "BRIGHTRUN_S3_SECRET_KEY": "node-own"})
+    assert both.s3_secret_key == "from-file"  # a readable file still wins

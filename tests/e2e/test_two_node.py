@@ -5,7 +5,8 @@ and a second node joined with ``ray start --address``, started in a mount namesp
 (``unshare --mount``) where the head's files are covered by empty tmpfs mounts: the head's Ray
 session and temp folders (the driver's temp folders included, via TMPDIR) and pytest's temp root
 (the BRIGHTRUN_HOME with its tiny model and database files). It has its own temp dir, working
-directory and HOME and no BRIGHTRUN_* variables (the job hands its workers the settings, as on a
+directory and HOME and only the secret BRIGHTRUN_* settings, as a team's worker nodes carry them
+(the job hands its workers the other settings, as on a
 real cluster). The training workers are placed on that node by a custom resource only it has
 (``BRIGHTRUN_TEST_WORKER_RESOURCE``, read by ``ray_jobs.recipe.worker_resources``). The job must
 complete, its 2 workers must have run there, and exactly one ``models/…/`` prefix — the model
@@ -81,8 +82,13 @@ def _start_worker_node(gcs: str, base: Path, hidden: list[Path]) -> tuple[subpro
     script = "".join(f"mount -t tmpfs tmpfs {shlex.quote(str(h))} && " for h in hidden)
     script += "".join(f'[ -z "$(ls -A {shlex.quote(str(h))})" ] && ' for h in hidden)
     script += "exec " + shlex.join(ray_cmd) + " || exit 3"
+    from backend.config import get_settings
+
+    # like a team deployment's worker nodes (docker/compose.yml), the node carries the secret
+    # settings in its own environment: the head's secrets file is hidden from it
     env = {"PATH": os.environ["PATH"], "HOME": str(node / "home"), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp")}
+           "RAY_USAGE_STATS_ENABLED": "0", "LANG": "C.UTF-8", "TMPDIR": str(node / "tmp"),
+           **get_settings().job_secrets()}
     log = open(node / "node.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                              script], cwd=str(node / "home"), env=env, stdout=log,

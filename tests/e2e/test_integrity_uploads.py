@@ -22,7 +22,10 @@ from backend.storage import LocalObjectStore, get_object_store
 from tests.fixtures.paths import REPO
 
 UPLOADER = textwrap.dedent("""
-    import io, sys, time
+    import io, signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt even when this test runs under a shell that started it in
+    # the background (which makes SIGINT ignored, and Python then leaves it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from backend.datasets.service import upload_dataset
     from backend.users import ensure_local_user
 

@@ -366,14 +366,18 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
 
 
 def _storage_cost(s, row: TrainingJob, artifacts: dict) -> float:
-    """Record the adapter's first month of storage; returns the amount."""
+    """Record the adapter's first month of storage at the job's hardware price — the price and
+    definition its estimate used (:func:`backend.training.catalogs.storage_cost`); returns the
+    amount."""
+    from backend.training.catalogs import storage_cost, storage_price_for
+
     try:
-        from backend.jobs.estimates import storage_price_per_gb_month
-        price = storage_price_per_gb_month()
-    except Exception:  # noqa: BLE001 - catalog optional for storage pricing
-        price = 0.023
+        price = storage_price_for((row.gpu_config or {}).get("gpu_type"))
+    except Exception:  # noqa: BLE001 - an unreadable catalog must not lose the completion
+        price = 0.0
     size = sum(int(v) for v in (artifacts.get("file_sizes") or {}).values())
-    gb = size / 1e9
-    add_cost(s, row.user_id, "storage", gb * price, job_id=row.id,
-             details={"storage_gb": gb, "unit_cost": price, "description": "adapter, first month"})
-    return gb * price if gb * price > 0 else 0.0
+    amount = storage_cost(size, price)
+    add_cost(s, row.user_id, "storage", amount, job_id=row.id,
+             details={"storage_gib": size / 2**30, "unit_cost": price,
+                      "description": "adapter, first month"})
+    return amount

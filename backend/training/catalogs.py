@@ -276,6 +276,22 @@ def storage_price_per_gb_month() -> float:
     return pricing().storage_per_gb_month
 
 
+def storage_price_for(hardware_id: str | None) -> float:
+    """$ per GiB-month of storage for a job on ``hardware_id``: that entry's own price (``cpu-local``
+    keeps files on local disk: $0), the catalog-wide price when the hardware is unknown. The
+    estimate and the completed job's storage charge both use it (with :func:`storage_cost`)."""
+    try:
+        return get_hardware(hardware_id or "").pricing.storage_per_gb_month
+    except NotFound:
+        return storage_price_per_gb_month()
+
+
+def storage_cost(stored_bytes: float, price_per_gib_month: float, months: float = 1.0) -> float:
+    """$ for keeping ``stored_bytes`` for ``months`` at ``price_per_gib_month`` (GiB = 2**30 bytes):
+    the one definition of a storage charge."""
+    return max(0.0, float(stored_bytes)) / 2**30 * float(price_per_gib_month) * months
+
+
 def data_transfer_price_per_gb() -> float:
     """$ per GiB of data transfer (catalog-wide). Raises CatalogError if the file is invalid."""
     return pricing().data_transfer_per_gb

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec
+from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec, storage_cost
 from backend.errors import InvalidInput
 from backend.training.config import TrainingConfig
 from backend.training.calibration import (SIMILAR_SIZE_FACTOR, CalibrationSample,  # noqa: F401
@@ -292,7 +292,7 @@ def _costs(stats: DatasetStatsInput, hardware: HardwareEntry, workers: int, dura
     compute = gpu_hours * hardware.cost_per_gpu_hour
     adapter_bytes = adapter_size
     stored = adapter_bytes + plan.checkpoints * lora_params * CHECKPOINT_BYTES_PER_PARAM
-    storage = stored / GIB * hardware.pricing.storage_per_gb_month * STORAGE_MONTHS
+    storage = storage_cost(stored, hardware.pricing.storage_per_gb_month, STORAGE_MONTHS)
     notes = [f"storage: adapter + {plan.checkpoints} checkpoint(s) (adapter + AdamW moments) = "
              f"{stored / 2**20:,.1f} MiB kept {STORAGE_MONTHS:g} month at "
              f"${hardware.pricing.storage_per_gb_month:g}/GB-month"]

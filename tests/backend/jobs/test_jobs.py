@@ -126,8 +126,13 @@ def test_progress_writes_are_idempotent_and_complete(me, tmp_path):
                                                           "adapter_config.json"}
     assert any(n.type == "job_complete" for n in list_notifications(me))
     with session_scope() as s:
-        types = set(s.scalars(select(CostRecord.cost_type).where(CostRecord.job_id == job.id)))
-    assert "storage" in types
+        storage = s.scalars(select(CostRecord).where(CostRecord.job_id == job.id,
+                                                     CostRecord.cost_type == "storage")).all()
+    # the estimate's definition: the job's hardware price per GiB-month, the stored files' size
+    from backend.training.catalogs import storage_cost, storage_price_for
+    size = sum(f.stat().st_size for f in adapter.iterdir())
+    assert [r.amount for r in storage] == [pytest.approx(storage_cost(size, storage_price_for(
+        "A100-80GB")))]
     # calibration from the finished job now feeds the estimator
     est = jobs.estimate_for_dataset(me, d.id, jobs.build_config("balanced"), "A100-80GB", 1)
     assert est["calibrated_from"] >= 0

@@ -224,3 +224,15 @@ def _missing_preset() -> dict:
 def test_broken_catalogs_are_refused(tmp_path, loader, name, make, fragment):
     with pytest.raises(CatalogError, match=fragment):
         loader(_write(tmp_path, name, make()))
+
+
+def test_storage_charge_has_one_definition_per_hardware():
+    """The estimate and a completed job charge storage with the same price and unit (GiB)."""
+    assert catalogs.storage_price_for("cpu-local") == 0.0  # local disk: free, as estimated
+    assert catalogs.storage_price_for("A100-80GB") == get_hardware("A100-80GB").pricing \
+        .storage_per_gb_month
+    assert catalogs.storage_price_for("no-such-gpu") == catalogs.storage_price_per_gb_month()
+    assert catalogs.storage_price_for(None) == catalogs.storage_price_per_gb_month()
+    assert catalogs.storage_cost(2**30, 0.023) == pytest.approx(0.023)
+    assert catalogs.storage_cost(2**30, 0.023, months=2) == pytest.approx(0.046)
+    assert catalogs.storage_cost(-5, 0.023) == 0.0

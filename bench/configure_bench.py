@@ -25,8 +25,9 @@ archive`` of ``--baseline-ref`` into bench/out/, no other checkout touched). Per
 - **AppTest**: a fresh Python process runs Home, then ``switch_page`` to Configure (timed: first
   open), then ``--changes`` epoch changes (each ``run()`` timed).
 
-With ``--models``, every listed base model that is on this machine is measured (the base model is
-chosen through the form: the first change). Prints a markdown table plus ``#`` lines with raw
+With ``--models``, every listed base model that is on this machine is measured (an installed one is
+linked into each fresh home, so Configure preselects it as it does for a user who installed it; another
+is chosen through the form: the first change). Prints a markdown table plus ``#`` lines with raw
 numbers and the load average. Writes only under bench/out/ (removed at the end).
 """
 from __future__ import annotations
@@ -86,6 +87,20 @@ def env_for(home: Path, root: Path) -> dict[str, str]:
     env = dict(os.environ, BRIGHTRUN_HOME=str(home), PYTHONPATH=str(root), RAY_AUTH_MODE="disabled",
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
+
+
+def link_base_model(home: Path, model: str) -> bool:
+    """Make ``model`` installed in the fresh ``home`` when it is installed in the caller's home
+    (``$BRIGHTRUN_HOME/base-models``): a symbolic link, no copy. An installed model is what the
+    product preselects on Configure, so its round measures the page as a user with it sees it."""
+    from backend.training.base_model_install import installed_path
+    from backend.training.base_models import base_models_root
+
+    folder = installed_path(model, base_models_root())
+    if folder:
+        (home / "base-models").mkdir(parents=True, exist_ok=True)
+        (home / "base-models" / Path(folder).name).symlink_to(folder)
+    return bool(folder)
 
 
 def make_home(home: Path) -> str:
@@ -171,7 +186,8 @@ def tokens(page) -> str | None:
     return page.evaluate(METRIC_JS, "Tokens to train")
 
 
-def browser_round(browser, server: "Server", dataset_id: str, model: str, changes: int) -> dict:
+def browser_round(browser, server: "Server", dataset_id: str, model: str, changes: int,
+                  preselected: bool = False) -> dict:
     """One fresh tab: first open, then ``changes`` epoch changes. Times in seconds; ``*_cpu_s``:
     CPU seconds of the server process (the figure that load on a shared machine distorts least)."""
     url = server.url
@@ -191,7 +207,7 @@ def browser_round(browser, server: "Server", dataset_id: str, model: str, change
            "open_cpu_s": server.cpu_s() - cpu0, "changes_cpu_s": []}
     page.get_by_text("Advanced settings").first.click()
     page.wait_for_function(IDLE_JS, polling=20)
-    if model != DEFAULT_MODEL:  # choose it in the form, as a user would
+    if model != DEFAULT_MODEL and not preselected:  # choose it in the form, as a user would
         page.get_by_label("Base model").click()
         page.get_by_role("option", name=model).first.click()
         page.wait_for_function(IDLE_JS, polling=20)
@@ -265,7 +281,7 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=20, help="widget changes per open")
     ap.add_argument("--floor", type=int, default=3,
                     help="fresh processes of a two-line Streamlit app (the browser's floor)")
-    ap.add_argument("--models", default="brightrun/tiny-llama,HuggingFaceTB/SmolLM2-135M-Instruct")
+    ap.add_argument("--models", default="brightrun/tiny-llama,smollm2-135m-instruct")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -290,10 +306,12 @@ def main() -> None:
             for i in range(args.opens):
                 for name, root in variants.items():  # interleaved: same load for both
                     home = Path(tmp) / f"{name}-{model.replace('/', '_')}-{i}"
+                    preselected = link_base_model(home, model)
                     dataset_id = make_home(home)
                     server = Server(root, home)
                     try:
-                        r = browser_round(browser, server, dataset_id, model, args.changes)
+                        r = browser_round(browser, server, dataset_id, model, args.changes,
+                                          preselected)
                     finally:
                         server.stop()
                     a = apptest_round(root, home, dataset_id, model, args.changes)

@@ -6,14 +6,25 @@ tokens, turn-aware truncation at ``max_seq_length``). The estimate and the datas
 the same tokens: :func:`dataset_tokens` reads the dataset file once per (file, base model,
 ``max_seq_length``) and keeps the counts in this process (a small LRU), so the Configure page can
 re-plan on every change of batch size, workers or epochs without reading the file again.
+
+The counts are also kept on disk (``$BRIGHTRUN_HOME/cache/token-counts/``, one small JSON file per
+key), written by whoever counts first — usually the dataset's validation job, which counts with the
+default base model — so a fresh dashboard process plans without importing ``transformers`` or
+loading a tokenizer. The disk key holds everything the counts depend on: the dataset object (key
+and size), the base model's resolved folder and its tokenizer files (size, mtime), the length, and
+the source of the code that encodes (so a change to the encoding never reads stale counts).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from backend.datasets.stats import histogram, percentile
@@ -77,14 +88,99 @@ def dataset_tokens(storage_key: str, base_model: str, max_seq_length: int) -> Da
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    tokenizer = load_tokenizer(base_model)
-    with contextlib.closing(store.open(storage_key)) as fh:
-        counted = count_stream(fh, tokenizer, max_seq_length, tokenizer_name(base_model, tokenizer))
+    disk = disk_key(storage_key, size, base_model, max_seq_length)
+    counted = _read_disk(disk)
+    if counted is None:
+        tokenizer = load_tokenizer(base_model)
+        with contextlib.closing(store.open(storage_key)) as fh:
+            counted = count_stream(fh, tokenizer, max_seq_length,
+                                   tokenizer_name(base_model, tokenizer))
+        _write_disk(disk, counted)
+    _remember(key, counted)
+    return counted
+
+
+def remember_counts(storage_key: str, size: int, base_model: str, tokens: DatasetTokens) -> None:
+    """Keep counts made elsewhere (the validation job) for :func:`dataset_tokens`: in this process
+    and on disk. Raises nothing."""
+    _remember((storage_key, size, base_model, tokens.max_seq_length), tokens)
+    _write_disk(disk_key(storage_key, size, base_model, tokens.max_seq_length), tokens)
+
+
+def _remember(key: tuple, tokens: DatasetTokens) -> None:
     with _lock:
-        _cache[key] = counted
+        _cache[key] = tokens
+        _cache.move_to_end(key)
         while len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
-    return counted
+
+
+# ----- on disk -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _code_stamp() -> str:
+    """The source of the code whose output the counts are (encoding, counting)."""
+    from backend.training import data
+
+    digest = hashlib.sha256()
+    for module_file in (data.__file__, __file__):
+        digest.update(Path(module_file).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _counts_dir() -> Path:
+    from backend.config import get_settings
+
+    return get_settings().home / "cache" / "token-counts"
+
+
+def disk_key(storage_key: str, size: int, base_model: str, max_seq_length: int) -> str | None:
+    """The file name of these counts on disk; None when the base model is not on this machine (or
+    anything else keeps its tokenizer files from being read). Imports no ``transformers``."""
+    try:
+        from backend.config import get_settings
+        from backend.training.base_models import resolve_base_model
+
+        where = resolve_base_model(base_model, get_settings().home)
+        folder = Path(where)
+        files = sorted(f for f in folder.iterdir() if f.is_file() and (
+            f.name.startswith("tokenizer") or f.name.startswith("chat_template")
+            or f.name == "special_tokens_map.json")) if folder.is_dir() else []
+        stamps = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        raw = json.dumps([_code_stamp(), storage_key, size, base_model, where, stamps,
+                          max_seq_length])
+    except Exception:  # noqa: BLE001 - no disk cache for this key; counting still works
+        return None
+    return hashlib.sha256(raw.encode()).hexdigest()[:32] + ".json"
+
+
+def _read_disk(name: str | None) -> DatasetTokens | None:
+    if not name:
+        return None
+    try:
+        raw = json.loads((_counts_dir() / name).read_text())
+        return DatasetTokens(tuple(raw["ids"]),
+                             tuple(ConversationTokens(*c) for c in raw["counts"]),
+                             raw["tokenizer"], int(raw["max_seq_length"]))
+    except Exception:  # noqa: BLE001 - missing or unreadable: count again
+        return None
+
+
+def _write_disk(name: str | None, tokens: DatasetTokens) -> None:
+    """Write atomically (temporary file, then rename): a reader never sees half a file."""
+    if not name:
+        return
+    try:
+        folder = _counts_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"ids": list(tokens.ids), "tokenizer": tokens.tokenizer,
+                           "max_seq_length": tokens.max_seq_length,
+                           "counts": [[c.tokens, c.trained, c.full_tokens, c.full_trained]
+                                      for c in tokens.conversations]})
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(body)
+        os.replace(tmp, folder / name)
+    except OSError:
+        pass  # a read-only or full home: the counts stay in this process only
 
 
 def tokenizer_name(base_model: str, tokenizer: Any) -> str:

@@ -7,7 +7,7 @@ import logging
 
 from backend.config import get_settings
 from backend.datasets.templated import (EXACT_PLAN_MAX_BYTES, count_stream, load_tokenizer,
-                                       token_statistics, tokenizer_name)
+                                       remember_counts, token_statistics, tokenizer_name)
 from backend.errors import InvalidInput
 from backend.storage import get_object_store
 
@@ -33,7 +33,8 @@ def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int
     report with errors, a file too large, or one the template cannot encode keeps the text
     counts (logged). Raises nothing."""
     store = get_object_store()
-    if not report.ok or store.size(key) > EXACT_PLAN_MAX_BYTES:
+    size = store.size(key)
+    if not report.ok or size > EXACT_PLAN_MAX_BYTES:
         return report
     try:
         tokenizer = load_tokenizer(base_model)
@@ -43,6 +44,7 @@ def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int
     except InvalidInput as exc:
         log.warning("templated token counting skipped for %s: %s", key, exc)
         return report
+    remember_counts(key, size, base_model, tokens)  # Configure plans from them without a tokenizer
     fields = token_statistics(tokens)
     stats = report.stats
     turns = stats.total_turns or 0

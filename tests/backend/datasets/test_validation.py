@@ -673,3 +673,24 @@ def test_demo_dataset_is_valid():
     assert report.stats.conversations == 40 and report.stats.training_pairs == 56
     assert report.issue_counts == {"missing_system_prompt": 4}
     assert report.stats.total_turns == 148
+
+
+def test_second_example_openai_chat_is_valid():
+    """examples/support-60-openai.jsonl: the second example (Larkspur Telecom, OpenAI chat) is read
+    by the product's own detection and validation: 60 conversations, one persona, no issue."""
+    from backend.datasets.formats import OPENAI, iter_conversations
+
+    path = REPO / "examples" / "support-60-openai.jsonl"
+    report = validate(path.read_bytes())
+    assert report.ok and report.format == OPENAI
+    assert report.error_count == report.warning_count == 0 and report.issues == []
+    assert report.stats.conversations == 60 and report.stats.training_pairs == 110
+    with path.open("rb") as f:
+        conversations = [c for _, c in iter_conversations(f)]
+    assert len(conversations) == 60
+    assert all(c.turns[0]["role"] == "system" for c in conversations)
+    assert len({c.turns[0]["content"] for c in conversations}) == 1
+    assert all(c.turns[-1]["role"] == "assistant" for c in conversations)
+    assert sorted(sum(t["role"] == "assistant" for t in c.turns) for c in conversations) \
+        == [1] * 20 + [2] * 30 + [3] * 10
+    assert len({json.dumps(c.turns) for c in conversations}) == 60

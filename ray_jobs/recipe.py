@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from backend.errors import BrightRunError, InvalidInput
 from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
+from ray_jobs.runtime import TEST_WORKER_RESOURCE_VAR  # noqa: F401 (tests import it here)
 from ray_jobs.sinks import ProgressSink, make_sink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ class Recipe:
     fail_at_step: int | None = None
     started_ray: bool = False
     ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
+    local_cluster: bool = False  # the cluster is this machine: N CPU ranks may be forked here
     upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
     card: dict[str, Any] = field(default_factory=dict)  # job/dataset/preset named in the README
 
@@ -103,19 +105,26 @@ def connect_ray(address: str | None) -> bool:
 
 
 def train(recipe: Recipe):
-    """Run the ``TorchTrainer`` (or, for one CPU worker, the same loop in this process: see
-    :mod:`ray_jobs.runtime`); returns Ray's ``Result`` (or an :class:`InProcessResult`). Raises
-    ray's TrainingFailedError (or the loop's last error) when the workers failed more than
+    """Run the ``TorchTrainer`` — or the same loop in this process (one CPU worker), or in
+    processes forked by it (CPU workers on a local cluster): :func:`ray_jobs.runtime.runtime_kind`
+    — and return Ray's ``Result`` (or an :class:`InProcessResult`). Raises ray's
+    TrainingFailedError (or the loop's last error) when the workers failed more than
     ``max_failures`` times."""
-    from ray_jobs.runtime import trains_in_driver
+    from ray_jobs.runtime import runtime_kind
 
-    if not recipe.ray_train and trains_in_driver(recipe.workers, recipe.use_gpu):
+    kind = "ray_train" if recipe.ray_train else runtime_kind(recipe.workers, recipe.use_gpu,
+                                                             recipe.local_cluster)
+    if kind == "in_driver":
         return train_in_process(recipe)
+    if kind == "local_group":
+        from ray_jobs.local_group import train_local_group
+
+        return train_local_group(recipe)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     recipe.started_ray = connect_ray(recipe.ray_address)
-    _phase(recipe, "worker_group", workers=recipe.workers)
+    _phase(recipe, "worker_group", workers=recipe.workers, mode="Ray Train")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config(recipe),
@@ -147,9 +156,6 @@ def abort_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"
 
 
 def worker_resources(use_gpu: bool, environ: dict[str, str] | None = None

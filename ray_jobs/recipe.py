@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,8 +118,6 @@ def train(recipe: Recipe):
     if kind == "in_driver":
         return train_in_process(recipe)
     if kind == "local_group":
-        from ray_jobs.local_group import train_local_group
-
         return train_local_group(recipe)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -145,7 +144,6 @@ def abort_on_sigterm() -> Iterator[None]:
     and leave Ray Train's controller, workers and detached ``PlacementGroupCleaner`` actor to
     notice on their own. Turn it into a Ctrl-C, which Ray Train's ``fit()`` handles by aborting the
     run: the controller stops the worker group and the cleaner, then exits."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -202,6 +200,65 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
             _log(recipe, "warning", f"training failed ({_failure_message(exc)}); restarting from "
                  f"the last checkpoint (retry {attempt + 1} of {recipe.max_failures})")
     raise AssertionError("unreachable")
+
+
+def train_local_group(recipe: Recipe) -> InProcessResult:
+    """Train ``recipe`` on ``recipe.workers`` ranks forked by this process
+    (:mod:`ray_jobs.local_group`); returns an :class:`InProcessResult` with rank 0's value.
+    Retries the group from the newest checkpoint at most ``recipe.max_failures`` times; raises a
+    rank's
+    BrightRunError at once, :class:`RankFailed` after the last retry, KeyboardInterrupt when the
+    Ray job is stopped (SIGTERM)."""
+    from backend.training.base_models import resolve_base_model
+    from ray_jobs.local_group import RankFailed, run_group, warm_imports
+    from ray_jobs.runtime import InProcessRuntime
+
+    try:
+        model_path = str(resolve_base_model(recipe.config.base_model, recipe.home))
+    except Exception:  # noqa: BLE001 - the ranks report a missing model as bad input
+        model_path = None
+    warm_imports(model_path)
+    _phase(recipe, "imports", where="driver")
+    store = InProcessRuntime(recipe.storage_path, recipe.name, recipe.storage_filesystem)
+    loop, world = loop_config(recipe), recipe.workers
+    _log(recipe, "info", f"{world} CPU workers: {world} processes forked by this driver "
+                         "(no Ray Train worker group)")
+
+    def started(pids: list[int]) -> None:
+        _phase(recipe, "worker_group", workers=world, mode="local processes", pids=pids)
+
+    with _interrupt_on_sigterm():
+        for attempt in range(recipe.max_failures + 1):
+            try:
+                value = run_group(world, loop, store, on_start=started)
+                return InProcessResult(value, store.get_checkpoint())
+            except RankFailed as exc:
+                if attempt == recipe.max_failures:
+                    raise
+                _log(recipe, "warning", f"{exc}, restarting from the last checkpoint "
+                     f"(retry {attempt + 1} of {recipe.max_failures})")
+    raise AssertionError("unreachable")
+
+
+class _interrupt_on_sigterm:
+    """Stopping the Ray job sends the driver SIGTERM: raise KeyboardInterrupt in the main thread,
+    so :func:`run_group` stops the ranks on its way out (Ray also signals them itself)."""
+
+    def __enter__(self):
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _stopped)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _stopped(*_: Any) -> None:
+    raise KeyboardInterrupt("the Ray job was stopped (SIGTERM)")
 
 
 def _phase(recipe: Recipe, name: str, **meta: Any) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -75,13 +76,23 @@ def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
     run = _Run(cfg=TrainConfig(**loop_config.get("config", {})), loop=loop_config, rank=rank,
                world=world, sink=sink, rt=rt)
     try:
-        phase(run.sink, "worker_up", at=loop_started, rank=rank)
+        _announce(loop_config, run.sink, rank, loop_started)
         _setup(run)
         _train(run)
         return _finish(run)
     except Exception as exc:
         _log_failure(loop_config, sink, rank, exc)
         raise
+
+
+def _announce(loop_config: dict[str, Any], sink: ProgressSink, rank: int, at: float) -> None:
+    """Every rank logs its ``worker_up`` phase (rank and process id) in the job log: rank 0 on
+    its sink, the others on one of their own (written at once)."""
+    if rank != 0:
+        sink = make_sink(loop_config.get("sink"))
+    phase(sink, "worker_up", at=at, rank=rank, pid=os.getpid())
+    if rank != 0:
+        getattr(sink, "flush_logs", lambda: None)()
 
 
 def _log_failure(loop_config: dict[str, Any], sink: ProgressSink, rank: int, exc: Exception

@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from backend.errors import BrightRunError, InvalidInput
 from ray_jobs.lora_worker import TrainConfig, train_loop_per_worker
+from ray_jobs.runtime import TEST_WORKER_RESOURCE_VAR  # noqa: F401 (tests import it here)
 from ray_jobs.sinks import ProgressSink, make_sink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,7 @@ class Recipe:
     fail_at_step: int | None = None
     started_ray: bool = False
     ray_train: bool = False  # force a TorchTrainer worker group even for one CPU worker
+    local_cluster: bool = False  # the cluster is this machine: N CPU ranks may be forked here
     upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
     card: dict[str, Any] = field(default_factory=dict)  # job/dataset/preset named in the README
 
@@ -103,19 +106,24 @@ def connect_ray(address: str | None) -> bool:
 
 
 def train(recipe: Recipe):
-    """Run the ``TorchTrainer`` (or, for one CPU worker, the same loop in this process: see
-    :mod:`ray_jobs.runtime`); returns Ray's ``Result`` (or an :class:`InProcessResult`). Raises
-    ray's TrainingFailedError (or the loop's last error) when the workers failed more than
+    """Run the ``TorchTrainer`` — or the same loop in this process (one CPU worker), or in
+    processes forked by it (CPU workers on a local cluster): :func:`ray_jobs.runtime.runtime_kind`
+    — and return Ray's ``Result`` (or an :class:`InProcessResult`). Raises ray's
+    TrainingFailedError (or the loop's last error) when the workers failed more than
     ``max_failures`` times."""
-    from ray_jobs.runtime import trains_in_driver
+    from ray_jobs.runtime import runtime_kind
 
-    if not recipe.ray_train and trains_in_driver(recipe.workers, recipe.use_gpu):
+    kind = "ray_train" if recipe.ray_train else runtime_kind(recipe.workers, recipe.use_gpu,
+                                                             recipe.local_cluster)
+    if kind == "in_driver":
         return train_in_process(recipe)
+    if kind == "local_group":
+        return train_local_group(recipe)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     recipe.started_ray = connect_ray(recipe.ray_address)
-    _phase(recipe, "worker_group", workers=recipe.workers)
+    _phase(recipe, "worker_group", workers=recipe.workers, mode="Ray Train")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config(recipe),
@@ -136,7 +144,6 @@ def abort_on_sigterm() -> Iterator[None]:
     and leave Ray Train's controller, workers and detached ``PlacementGroupCleaner`` actor to
     notice on their own. Turn it into a Ctrl-C, which Ray Train's ``fit()`` handles by aborting the
     run: the controller stops the worker group and the cleaner, then exits."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -147,9 +154,6 @@ def abort_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"
 
 
 def worker_resources(use_gpu: bool, environ: dict[str, str] | None = None
@@ -196,6 +200,65 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
             _log(recipe, "warning", f"training failed ({_failure_message(exc)}); restarting from "
                  f"the last checkpoint (retry {attempt + 1} of {recipe.max_failures})")
     raise AssertionError("unreachable")
+
+
+def train_local_group(recipe: Recipe) -> InProcessResult:
+    """Train ``recipe`` on ``recipe.workers`` ranks forked by this process
+    (:mod:`ray_jobs.local_group`); returns an :class:`InProcessResult` with rank 0's value.
+    Retries the group from the newest checkpoint at most ``recipe.max_failures`` times; raises a
+    rank's
+    BrightRunError at once, :class:`RankFailed` after the last retry, KeyboardInterrupt when the
+    Ray job is stopped (SIGTERM)."""
+    from backend.training.base_models import resolve_base_model
+    from ray_jobs.local_group import RankFailed, run_group, warm_imports
+    from ray_jobs.runtime import InProcessRuntime
+
+    try:
+        model_path = str(resolve_base_model(recipe.config.base_model, recipe.home))
+    except Exception:  # noqa: BLE001 - the ranks report a missing model as bad input
+        model_path = None
+    warm_imports(model_path)
+    _phase(recipe, "imports", where="driver")
+    store = InProcessRuntime(recipe.storage_path, recipe.name, recipe.storage_filesystem)
+    loop, world = loop_config(recipe), recipe.workers
+    _log(recipe, "info", f"{world} CPU workers: {world} processes forked by this driver "
+                         "(no Ray Train worker group)")
+
+    def started(pids: list[int]) -> None:
+        _phase(recipe, "worker_group", workers=world, mode="local processes", pids=pids)
+
+    with _interrupt_on_sigterm():
+        for attempt in range(recipe.max_failures + 1):
+            try:
+                value = run_group(world, loop, store, on_start=started)
+                return InProcessResult(value, store.get_checkpoint())
+            except RankFailed as exc:
+                if attempt == recipe.max_failures:
+                    raise
+                _log(recipe, "warning", f"{exc}, restarting from the last checkpoint "
+                     f"(retry {attempt + 1} of {recipe.max_failures})")
+    raise AssertionError("unreachable")
+
+
+class _interrupt_on_sigterm:
+    """Stopping the Ray job sends the driver SIGTERM: raise KeyboardInterrupt in the main thread,
+    so :func:`run_group` stops the ranks on its way out (Ray also signals them itself)."""
+
+    def __enter__(self):
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _stopped)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _stopped(*_: Any) -> None:
+    raise KeyboardInterrupt("the Ray job was stopped (SIGTERM)")
 
 
 def _phase(recipe: Recipe, name: str, **meta: Any) -> None:

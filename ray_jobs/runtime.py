@@ -1,21 +1,30 @@
-"""Where the worker loop's Ray Train calls go: Ray Train itself, or the job's own process.
+"""Where the worker loop's Ray Train calls go: Ray Train itself, or processes of the job's own.
 
 :func:`ray_jobs.lora_worker.train_loop_per_worker` asks a runtime for its rank, the checkpoint to
-resume from, the device, and hands it checkpoints. :class:`RayTrainRuntime` forwards to
-``ray.train`` (the loop runs in a ``TorchTrainer`` worker group). :class:`InProcessRuntime` is the
-same contract for a world of one run by the job's driver itself — what single-worker CPU jobs do
-(:func:`trains_in_driver`), because starting a Train worker group costs 15–30 s before the first
-step on a small machine (bench/RESULTS.md §3). It keeps checkpoints where Ray Train would
+resume from, the device, and hands it checkpoints. :func:`runtime_kind` decides which one a job
+uses (the service, to reserve the driver's CPUs, and the job itself ask it):
+
+- ``in_driver`` — :class:`InProcessRuntime`, a world of one run by the job's driver itself: one
+  CPU worker. Starting a Train worker group costs 15–30 s before the first step on a small machine
+  (bench/RESULTS.md §3).
+- ``local_group`` — :class:`ray_jobs.local_group.LocalGroupRuntime`: N CPU ranks forked by the
+  driver after it imported torch/transformers/peft, DDP over gloo on 127.0.0.1. Only on a local
+  cluster (the product's own head: one machine), where the driver's node is the workers' node.
+- ``ray_train`` — :class:`RayTrainRuntime`, a ``TorchTrainer`` worker group: GPU jobs, remote
+  clusters, ``--ray-train``, and the two-node test hook (:data:`TEST_WORKER_RESOURCE_VAR`).
+
+:class:`InProcessRuntime` keeps checkpoints where Ray Train would
 (``{storage_path}/{name}/{checkpoint_dir_name}``, local folder or S3 through pyarrow), hands the
 newest complete one back on a retry or a resumed run, and keeps the newest ``keep``.
 
-Both runtimes' ``report`` returns a checkpoint's path only once it is persisted where a restart
+Every runtime's ``report`` returns a checkpoint's path only once it is persisted where a restart
 resumes from (Ray Train: committed by its controller), so "checkpoint saved" is never said of a
 checkpoint a restart would not use.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,11 +33,30 @@ COMPLETE_MARKER = ".brightrun_complete"
 COMMIT_TIMEOUT_S = 300.0  # how long rank 0 waits for Ray Train to commit a reported checkpoint
 
 
-def trains_in_driver(workers: int, use_gpu: bool) -> bool:
-    """True when a job runs its training loop in the Ray job's driver instead of a worker group:
-    one worker on CPU (the driver is scheduled with 1 CPU for it). GPU jobs always use Ray Train
-    (the driver may run on a node without a GPU)."""
-    return int(workers) == 1 and not use_gpu
+RUNTIME_KINDS = ("in_driver", "local_group", "ray_train")
+TEST_WORKER_RESOURCE_VAR = "BRIGHTRUN_TEST_WORKER_RESOURCE"
+
+
+def runtime_kind(workers: int, use_gpu: bool, local_cluster: bool,
+                 environ: dict[str, str] | None = None) -> str:
+    """Which runtime a job trains with (one of :data:`RUNTIME_KINDS`; see the module docstring).
+    GPU jobs always use Ray Train (the driver may run on a node without a GPU); one CPU worker
+    trains in the driver; N CPU workers are the driver's own processes on a ``local_cluster``
+    (one machine) unless the test hook :data:`TEST_WORKER_RESOURCE_VAR` (in ``environ``, default
+    this process's environment) asks for the workers on another node. Raises nothing."""
+    if use_gpu:
+        return "ray_train"
+    if int(workers) == 1:
+        return "in_driver"
+    extra = (os.environ if environ is None else environ).get(TEST_WORKER_RESOURCE_VAR, "").strip()
+    return "local_group" if local_cluster and not extra else "ray_train"
+
+
+def driver_cpus(kind: str, workers: int) -> int:
+    """CPUs the Ray job's driver is scheduled with (``entrypoint_num_cpus``): the CPUs it trains
+    on itself — 1 in the driver, one per rank for a local group, none when Ray Train's workers
+    reserve their own."""
+    return {"in_driver": 1, "local_group": int(workers)}.get(kind, 0)
 
 
 class RayTrainRuntime:

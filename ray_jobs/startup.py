@@ -10,7 +10,8 @@ from typing import Any
 PHASES: dict[str, str] = {
     "submitted": "submitted to Ray",
     "driver": "job driver started",
-    "worker_group": "worker group requested (Ray Train places and starts the workers)",
+    "worker_group": "worker group requested (Ray Train starts the workers, or the driver forks "
+                    "them)",
     "worker_up": "training loop started on the worker",
     "imports": "torch / transformers imported",
     "data": "dataset read and tokenised",

@@ -51,6 +51,7 @@ def recipe_for_job(job_id: str, workdir: Path, fail_at_step: int | None = None):
         config=TrainConfig(**hyper), dataset=dataset, output="",  # rank 0: a folder of its node
         name="run", storage_path=storage_path, storage_filesystem=filesystem,
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
+        local_cluster=bool(gpu.get("local_cluster")),  # the service's word (runtime_kind)
         sink_spec={"kind": "db", "job_id": job_id, "artifact_id": artifact_id},
         home=str(settings.home), fail_at_step=fail_at_step,
         upload_prefix=f"models/{artifact_id}/", card=card)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="JSONL dataset: local path or file:// URL.")
     p.add_argument("--output", help="Folder for the adapter (default: STORAGE/NAME/adapter, "
                                         "or $BRIGHTRUN_HOME/adapters/NAME when STORAGE is s3://).")
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (1 CPU or GPU each).")
+    p.add_argument("--workers", type=int, default=1,
+                   help="Workers (1 CPU or GPU each): CPU workers of a run that starts its own "
+                        "Ray are processes forked by this one; otherwise Ray Train workers.")
     p.add_argument("--gpu", action="store_true", help="One GPU per worker (bf16).")
     p.add_argument("--storage-path", help="Where Ray keeps checkpoints: a folder or "
                                           "s3://BUCKET/PREFIX "
@@ -48,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "new local Ray).")
     p.add_argument("--max-failures", type=int, default=2, help="Worker-group restarts allowed.")
     p.add_argument("--ray-train", action="store_true",
-                   help="Use a Ray Train worker group even for --workers 1 on CPU (by default one "
-                        "CPU worker trains in this process: it starts 15-30 s sooner).")
+                   help="Use a Ray Train worker group for CPU workers too (by default one CPU "
+                        "worker trains in this process, and N CPU workers of a run that starts "
+                        "its own Ray are processes it forks: they start 15-30 s sooner).")
     p.add_argument("--fail-at-step", type=int, help="Testing: make the last worker fail once after "
                                                     "this step, to exercise retry and resume.")
     return p
@@ -82,7 +86,9 @@ def setup(args: argparse.Namespace) -> Recipe:
                   storage_path=storage_path, storage_filesystem=filesystem, workers=args.workers,
                   use_gpu=args.gpu, sink_spec=sink, ray_address=args.ray_address,
                   max_failures=args.max_failures, fail_at_step=args.fail_at_step,
-                  ray_train=args.ray_train)
+                  ray_train=args.ray_train,
+                  # no cluster named: this run starts its own Ray on this machine
+                  local_cluster=not (args.ray_address or os.environ.get("RAY_ADDRESS")))
 
 
 def job_main(argv: list[str]) -> int:

@@ -70,6 +70,14 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return engine
 
 
+def after_fork() -> None:
+    """In a process forked from one that used the database: let the inherited engines forget
+    the parent's pooled connections without closing them (SQLAlchemy's ``dispose(close=False)``);
+    this process opens its own on first use. Raises nothing."""
+    for engine in list(_engines.values()):
+        engine.dispose(close=False)
+
+
 def dispose_engines() -> None:
     """Forget cached engines (tests, settings changes)."""
     with _lock:

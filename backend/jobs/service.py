@@ -92,7 +92,9 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
                         "num_workers": workers, "gpu_memory_gb": hw["memory_gb"],
                         "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"],
                         # as the estimate decided it (the setting's none = auto)
-                        "gradient_checkpointing": est["vram"]["gradient_checkpointing"]},
+                        "gradient_checkpointing": est["vram"]["gradient_checkpointing"],
+                        # the Ray cluster is this machine (ray_jobs.runtime.runtime_kind)
+                        "local_cluster": local_cluster()},
             estimate=est, budget_decision=decision, total_epochs=config.num_epochs,
             total_steps=est.get("total_steps"), estimated_total_cost=est["cost"]["total"],
             estimated_completion_at=None)
@@ -108,19 +110,38 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
         return _info(s, s.get(TrainingJob, job_id))
 
 
+def local_cluster() -> bool:
+    """Whether jobs run on a Ray cluster that is this machine: the product's own head
+    (``RAY_ADDRESS`` unset) or one on a loopback address. False for a bad ``RAY_ADDRESS`` (the
+    submission reports that). Raises nothing."""
+    from backend.cluster.gateway import get_gateway
+
+    try:
+        return not get_gateway().is_remote
+    except BrightRunError:
+        return False
+
+
 def submit_job(job_id: str) -> str | None:
     """Submit the training recipe for a queued job; a failed submission marks the job failed."""
     from backend.jobs.progress import fail_job
     from backend.cluster.gateway import get_gateway
-    from ray_jobs.runtime import trains_in_driver
+    from ray_jobs.runtime import driver_cpus, runtime_kind
 
+    local = local_cluster()
     with session_scope() as s:
-        gpu = dict(s.get(TrainingJob, job_id).gpu_config or {})
-    # a single CPU worker trains in the driver (ray_jobs.runtime): the driver then needs its CPU
-    in_driver = trains_in_driver(int(gpu.get("num_workers") or 1), bool(gpu.get("use_gpu")))
+        row = s.get(TrainingJob, job_id)
+        gpu = dict(row.gpu_config or {})
+        if gpu.get("local_cluster") != local:  # the cluster setting changed since create_job
+            row.gpu_config = gpu = {**gpu, "local_cluster": local}
+    # the driver trains itself (one CPU worker) or forks the ranks (CPU workers on a local
+    # cluster): it is scheduled with the CPUs they use (ray_jobs.runtime)
+    workers = int(gpu.get("num_workers") or 1)
+    kind = runtime_kind(workers, bool(gpu.get("use_gpu")), local)
     try:
         sub = get_gateway().submit("ray_jobs.train_lora", ["--job-id", job_id], kind="train",
-                                   object_id=job_id, entrypoint_num_cpus=1 if in_driver else 0)
+                                   object_id=job_id,
+                                   entrypoint_num_cpus=driver_cpus(kind, workers))
     except BrightRunError as exc:
         fail_job(job_id, f"could not submit the job to Ray: {exc}")
         return None

@@ -55,3 +55,35 @@ def test_cancel_leaves_no_train_actor_alive(ray_env, ray_cluster, capsys):
     assert not left, [(a["class_name"], a.get("pid")) for a in left]
     print(f"CANCEL: no train actor alive {time.monotonic() - t0:.1f} s after cancel")
     assert jobs.get_job(me, info.id).status == "cancelled"
+
+
+def test_cancel_stops_a_local_group_and_leaves_no_rank_running(ray_env, capsys):
+    """A 2-worker CPU job on this local head trains on ranks forked by its driver
+    (ray_jobs.local_group): cancel stops the Ray job, every rank process is gone, the job stays
+    cancelled."""
+    import psutil
+
+    from tests.e2e.test_integrity_resume import _train_worker_pids
+
+    ds = _dataset(capsys)
+    me = ensure_local_user()
+    info = jobs.create_job(me, ds["id"], preset_id="conservative", workers=2, overrides=[
+        "num_epochs=100", "learning_rate=0.02", "batch_size=1", "max_seq_length=256",
+        "warmup_steps=0", "validation_fraction=0.3"])  # submitted by the service
+    assert info.gpu_config["local_cluster"] and info.external_job_id, info.gpu_config
+    deadline = time.monotonic() + 300
+    while len(pids := _train_worker_pids(info.id)) < 2 \
+            or jobs.get_job(me, info.id).current_step < 1:
+        assert time.monotonic() < deadline, ray_env.logs(info.external_job_id)[-3000:]
+        assert jobs.get_job(me, info.id).status not in ("failed", "completed")
+        time.sleep(0.5)
+    t0 = time.monotonic()
+    assert jobs.cancel_job(me, info.id).status == "cancelled"
+    assert ray_env.wait(info.external_job_id, timeout_s=30) == "STOPPED"
+    while (left := [p for p in pids if psutil.pid_exists(p)
+                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]) \
+            and time.monotonic() - t0 < 15:
+        time.sleep(0.2)
+    assert not left, left
+    print(f"CANCEL: both ranks gone {time.monotonic() - t0:.1f} s after cancel")
+    assert jobs.get_job(me, info.id).status == "cancelled"

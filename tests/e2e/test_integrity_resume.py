@@ -2,7 +2,8 @@
 
 Four training jobs on the session's Ray head (tiny model, 2 CPU workers, a checkpoint every 2
 steps); in each a worker dies at a different step: twice by the recipe's ``--fail-at-step``
-injection (the last rank raises), twice by a real SIGKILL of a Ray Train worker process. Each must
+injection (the last rank raises), twice by a real SIGKILL of a rank's process (on this local head
+the ranks are processes forked by the job's driver: ``ray_jobs.local_group``). Each must
 
 - resume from the newest checkpoint the job recorded as saved before the failure — and a
   checkpoint is recorded only once Ray Train has committed it, so that is the newest one Ray
@@ -18,8 +19,8 @@ import signal
 import time
 from datetime import timezone
 
+import psutil
 import pytest
-import requests
 from sqlalchemy import select
 
 from backend.db.models import Checkpoint, JobLog, MetricsPoint
@@ -45,23 +46,24 @@ def _checkpoint_steps(job_id: str) -> list[tuple[int, object]]:
             select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.created_at))]
 
 
-def _train_worker_pids(dashboard: str) -> list[int]:
-    """PIDs of the live Ray Train workers on the session head (this test's job is the only one)."""
-    reply = requests.get(f"{dashboard}/api/v0/actors", timeout=10, params={
-        "filter_keys": ["class_name", "state"], "filter_predicates": ["=", "="],
-        "filter_values": ["RayTrainWorker", "ALIVE"], "limit": 100})
-    reply.raise_for_status()
-    return sorted(int(a["pid"]) for a in reply.json()["data"]["result"]["result"] if a.get("pid"))
+def _train_worker_pids(job_id: str) -> list[int]:
+    """PIDs of the job's live training ranks, in rank order: every rank logs its ``worker_up``
+    phase with its pid (forked by the driver on this local head, or Ray Train workers)."""
+    with session_scope() as s:
+        metas = s.scalars(select(JobLog.metadata_).where(JobLog.job_id == job_id)
+                          .order_by(JobLog.timestamp, JobLog.id)).all()
+    newest = {m["rank"]: int(m["pid"]) for m in metas if m and m.get("phase") == "worker_up"}
+    return [pid for _, pid in sorted(newest.items()) if psutil.pid_exists(pid)]
 
 
-def _kill_a_worker_after(job_id: str, dashboard: str, min_checkpoint: int, which: int) -> int:
-    """Once a checkpoint at step >= ``min_checkpoint`` is recorded, SIGKILL one Ray Train worker
-    (``which``: index in PID order). Returns the newest recorded checkpoint step at the kill."""
+def _kill_a_worker_after(job_id: str, min_checkpoint: int, which: int) -> int:
+    """Once a checkpoint at step >= ``min_checkpoint`` is recorded, SIGKILL one training rank
+    (``which``). Returns the newest recorded checkpoint step at the kill."""
     deadline = time.monotonic() + 600
     while True:
         steps = [s for s, _ in _checkpoint_steps(job_id)]
         if steps and max(steps) >= min_checkpoint:
-            pids = _train_worker_pids(dashboard)
+            pids = _train_worker_pids(job_id)
             if len(pids) == 2:
                 os.kill(pids[which], signal.SIGKILL)
                 return max(steps)
@@ -83,16 +85,19 @@ def test_lost_worker_resumes_from_newest_persisted_checkpoint(ray_env, ray_clust
                          object_id=info.id)
     newest_at_kill = None
     if how == "sigkill":
-        newest_at_kill = _kill_a_worker_after(info.id, ray_cluster, at, which=at // 4 - 1)
+        newest_at_kill = _kill_a_worker_after(info.id, at, which=at // 4 - 1)
     assert ray_env.wait(sub, timeout_s=900) == "SUCCEEDED", ray_env.logs(sub)[-3000:]
     job = jobs.get_job(me, info.id)
     assert job.status == "completed", job.error_message
 
     with session_scope() as s:
+        modes = {m.get("mode") for m in s.scalars(select(JobLog.metadata_).where(
+            JobLog.job_id == info.id)) if m and m.get("phase") == "worker_group"}
         logs = s.execute(select(JobLog.message, JobLog.timestamp).where(
             JobLog.job_id == info.id).order_by(JobLog.timestamp)).all()
         points = s.execute(select(MetricsPoint.step, MetricsPoint.timestamp).where(
             MetricsPoint.job_id == info.id).order_by(MetricsPoint.step)).all()
+    assert modes == {"local processes"}, modes  # a 2-worker CPU job on a local head
     resumes = [(int(m.group(1)), _utc(ts)) for msg, ts in logs if (m := RESUMED.search(msg))]
     assert resumes, [msg for msg, _ in logs]
     resumed_step, resumed_at = resumes[0]

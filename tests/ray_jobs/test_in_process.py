@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.runtime import COMPLETE_MARKER, InProcessRuntime, trains_in_driver
+from ray_jobs.runtime import COMPLETE_MARKER, InProcessRuntime
 from ray_jobs.sinks import CollectingSink
 from ray_jobs.train_lora import main
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _fit_local, _split_seed
@@ -16,12 +16,6 @@ from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _fit_local, _split_s
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def test_only_single_cpu_worker_jobs_train_in_the_driver():
-    assert trains_in_driver(1, False)
-    assert not trains_in_driver(2, False)
-    assert not trains_in_driver(1, True)
 
 
 def _checkpoint_folder(tmp_path: Path, step: int) -> Path:

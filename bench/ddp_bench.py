@@ -1,11 +1,14 @@
-"""Ray Train overhead on the path 2-worker CPU jobs take: the product's DDP loop inside a Ray Train
-worker group against the same loop under ``torchrun --nproc_per_node 2`` (gloo), same data, model,
-config, steps and threads, in one invocation.
+"""The overhead of the product's 2-worker DDP paths: its DDP loop inside a Ray Train worker group
+(remote clusters, GPUs) and as ranks forked by the job's driver (``local group``: 2-worker CPU jobs
+on a local head, ray_jobs/local_group.py), each against the same loop under
+``torchrun --nproc_per_node 2`` (gloo), same data, model, config, steps and threads, in one
+invocation.
 
     python bench/ddp_bench.py --repeat 5 --conversations 400 --models tiny big
 
 *Ray Train*: ``python -m ray_jobs.train_lora --workers 2 --ray-train`` on a fresh local Ray of its
-own (2 CPUs), as a job runs it. *torchrun*: ``torchrun --standalone --nproc_per_node 2`` running
+own (2 CPUs), as a job runs it. *local group*: ``python -m ray_jobs.train_lora --workers 2``
+without a cluster (the forked ranks a job on a local head runs). *torchrun*: ``torchrun --standalone --nproc_per_node 2`` running
 the same ``train_loop_per_worker`` with a runtime whose calls mean what they mean under torchrun
 (rank and world from the environment, ``DistributedDataParallel``, ``report`` = a barrier like
 ``ray.train.report``, checkpoints written by rank 0 to a local folder like Ray Train does).
@@ -16,7 +19,7 @@ Per run, over the steady state (after 5 warm-up steps, without the last step):
   every metric point: both workers, Ray's daemons, torchrun's agent — and anything else running,
   so run it on an idle machine; the load average is printed).
 Runs alternate between the variants; each variant's median and spread (min–max) over the repeats
-are reported, and the overhead as the ratio of medians. Goal: Ray Train ≤ 10 % above torchrun.
+are reported, and the overhead as the ratio of medians. Goal: each ≤ 10 % above torchrun.
 """
 from __future__ import annotations
 
@@ -132,11 +135,26 @@ def child_ray(argv: list[str]) -> int:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def child_local(argv: list[str]) -> int:
+    """The path a 2-worker CPU job on a local head takes: ranks forked by the driver
+    (ray_jobs.local_group), which inherit the patched metric buffer."""
+    from ray_jobs import sinks, train_lora
+
+    add = sinks.MetricBuffer.add
+
+    def add_with_cpu(self, point, progress=None):
+        return add(self, {**point, "bench_machine_cpu_s": machine_cpu_s()}, progress)
+
+    sinks.MetricBuffer.add = add_with_cpu
+    return train_lora.main(argv)
+
+
 def run_variant(kind: str, config_file: Path, dataset: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"ddp-{kind}-", dir=OUT))
     sink = work / "progress.jsonl"
     args = ["--config", str(config_file), "--dataset", str(dataset), "--workers", "2",
-            "--ray-train", "--output", str(work / "adapter"), "--storage-path",
+            *(["--ray-train"] if kind == "ray" else []), "--output", str(work / "adapter"),
+            "--storage-path",
             str(work / "ray_results"), "--name", "bench",
             "--sink", json.dumps({"kind": "jsonl", "path": str(sink)})]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",
@@ -148,7 +166,7 @@ def run_variant(kind: str, config_file: Path, dataset: Path) -> dict:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", __file__, "_child-torchrun", *args]
     else:
-        cmd = [sys.executable, __file__, "_child-ray", *args]
+        cmd = [sys.executable, __file__, f"_child-{kind}", *args]
     cpu0, started = machine_cpu_s(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     total, cpu = time.perf_counter() - started, machine_cpu_s() - cpu0
@@ -182,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return child_torchrun(argv[1:])
     if argv and argv[0] == "_child-ray":
         return child_ray(argv[1:])
+    if argv and argv[0] == "_child-local":
+        return child_local(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--conversations", type=int, default=400)
@@ -195,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         config_file = OUT / f"ddp-{name}.json"
         config_file.write_text(json.dumps({**BASE_CONFIG, "base_model": str(model_path(name)),
                                            "batch_size": args.batch_size}))
-        runs: dict[str, list[dict]] = {"torchrun": [], "ray": []}
+        runs: dict[str, list[dict]] = {"torchrun": [], "ray": [], "local": []}
         for r in range(args.repeat):
-            for kind in (("torchrun", "ray") if r % 2 == 0 else ("ray", "torchrun")):
+            order = ("torchrun", "ray", "local")
+            for kind in (order if r % 2 == 0 else order[::-1]):
                 out = run_variant(kind, config_file, dataset)
                 runs[kind].append(out)
                 print(f"#   {name} {kind} run {r + 1}: {json.dumps(out)} load {load_average()}",
@@ -207,19 +228,24 @@ def main(argv: list[str] | None = None) -> int:
                            ("machine_cpu_per_step_s", "CPU of all processes per step")):
             t = [o[key] for o in runs["torchrun"]]
             ray = [o[key] for o in runs["ray"]]
-            ratio = statistics.median(ray) / statistics.median(t) - 1
-            rows.append((f"{name} model, {label}, ms", spread(t), spread(ray),
-                         f"{100 * ratio:+.1f} %", "≤ +10 %"))
+            local = [o[key] for o in runs["local"]]
+            rows.append((f"{name} model, {label}, ms", spread(t), spread(ray), spread(local),
+                         f"{100 * (statistics.median(ray) / statistics.median(t) - 1):+.1f} %",
+                         f"{100 * (statistics.median(local) / statistics.median(t) - 1):+.1f} %",
+                         "≤ +10 %"))
         for key, label in (("total_s", "whole command, s"),
                            ("total_machine_cpu_s", "whole command, CPU of all processes, s")):
-            t = statistics.median(o[key] for o in runs["torchrun"])
-            ray = statistics.median(o[key] for o in runs["ray"])
-            rows.append((f"{name} model, {label}", f"{t:.1f}", f"{ray:.1f}",
-                         f"{100 * (ray / t - 1):+.1f} %", "(start-up included)"))
+            t, ray, local = (statistics.median(o[key] for o in runs[k])
+                             for k in ("torchrun", "ray", "local"))
+            rows.append((f"{name} model, {label}", f"{t:.1f}", f"{ray:.1f}", f"{local:.1f}",
+                         f"{100 * (ray / t - 1):+.1f} %", f"{100 * (local / t - 1):+.1f} %",
+                         "(start-up included)"))
     print(f"# load average during the runs: {' | '.join(loads)}")
-    print_table(f"2-worker DDP: Ray Train vs torchrun — lognormal-{args.conversations}, "
-                f"batch {args.batch_size}, {args.repeat} runs each (median, min–max)",
-                ("measure", "torchrun", "Ray Train", "Ray Train vs torchrun", "goal"), rows)
+    print_table(f"2-worker DDP: Ray Train and local group vs torchrun — "
+                f"lognormal-{args.conversations}, batch {args.batch_size}, {args.repeat} runs each "
+                f"(median, min–max)",
+                ("measure", "torchrun", "Ray Train", "local group", "Ray Train vs torchrun",
+                 "local group vs torchrun", "goal"), rows)
     return 0
 
 

@@ -2,10 +2,11 @@
 running, all end terminal with a reason within 30 s — through the reconciler the product runs
 (``scripts/run`` starts it beside the dashboard), not a reconcile call by the test.
 
-Ten jobs (tiny model, 2 CPU workers: the drivers run without reserving a CPU, so all ten drivers are
-up at once on the product's own local Ray head) are each killed when they reach their assigned
-stage: the driver process just started, ``initializing``, waiting ``initializing`` for the worker
-group, ``running``, after the first metric points, after a checkpoint."""
+Ten jobs (tiny model, 2 CPU workers: on the product's own local Ray head their ranks are processes
+forked by the driver, ray_jobs/local_group.py, and each driver reserves both CPUs, so the jobs run
+one after another) are each killed when they reach their assigned stage: the driver process just
+started, ``initializing``, the ranks forked (only the driver is killed: its ranks must die with it),
+``running``, after the first metric points, after a checkpoint."""
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ TERMINAL_WITHIN_S = 30.0
 FAST = ["learning_rate=0.02", "batch_size=1", "max_seq_length=512", "warmup_steps=0",
         "lora_dropout=0", "validation_fraction=0.3", "num_epochs=100", "checkpoint_every_steps=2"]
 STAGES = ["driver started", "driver started", "initializing", "initializing",
-          "initializing 10 s", "initializing 10 s", "running", "metrics", "metrics", "checkpoint"]
+          "ranks started", "ranks started", "running", "metrics", "metrics", "checkpoint"]
 
 
 def _count(model, job_id: str) -> int:
@@ -38,6 +39,7 @@ def _count(model, job_id: str) -> int:
 
 
 def _drivers(job_id: str) -> list[psutil.Process]:
+    """The job's driver and its forked ranks (same command line)."""
     out = []
     for proc in psutil.process_iter(["cmdline"]):
         line = " ".join(proc.info["cmdline"] or [])
@@ -46,13 +48,21 @@ def _drivers(job_id: str) -> list[psutil.Process]:
     return out
 
 
-def _reached(stage: str, job, since: dict[str, float], now: float) -> bool:
+def _split(procs: list[psutil.Process]) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """(driver and the shell Ray starts it with, ranks): a rank is a Python process whose parent
+    is the job's Python driver."""
+    python = {p.pid for p in procs if "python" in p.name().lower()}
+    ranks = [p for p in procs if p.pid in python and p.ppid() in python]
+    return [p for p in procs if p not in ranks], ranks
+
+
+def _reached(stage: str, job, procs: list[psutil.Process]) -> bool:
     if stage == "driver started":
         return True
     if stage == "initializing":
         return job.status == "initializing"
-    if stage == "initializing 10 s":
-        return job.status == "initializing" and now - since.setdefault(job.id, now) >= 10
+    if stage == "ranks started":
+        return len(_split(procs)[1]) >= 2
     if stage == "running":
         return job.status == "running"
     if stage == "metrics":
@@ -86,7 +96,7 @@ def test_killed_drivers_all_end_terminal_through_the_products_reconciler(
             target = dict(zip(ids, STAGES))
             killed: dict[str, tuple[float, str]] = {}  # job id -> (kill time, status then)
             ended: dict[str, float] = {}
-            since: dict[str, float] = {}
+            orphans: dict[str, list[psutil.Process]] = {}  # ranks left when only the driver died
             deadline = time.monotonic() + 900
             while len(ended) < len(ids):
                 assert time.monotonic() < deadline, {
@@ -106,9 +116,12 @@ def test_killed_drivers_all_end_terminal_through_the_products_reconciler(
                         continue
                     assert job.status not in ("failed", "completed"), (target[job_id],
                                                                        job.error_message)
-                    drivers = _drivers(job_id)
-                    if drivers and _reached(target[job_id], job, since, now):
-                        for proc in drivers:
+                    procs = _drivers(job_id)
+                    if procs and _reached(target[job_id], job, procs):
+                        drivers, ranks = _split(procs)
+                        if target[job_id] == "ranks started":
+                            orphans[job_id], procs = ranks, drivers
+                        for proc in procs:
                             os.kill(proc.pid, signal.SIGKILL)
                         killed[job_id] = (time.monotonic(), job.status)
                 time.sleep(0.3)
@@ -119,6 +132,9 @@ def test_killed_drivers_all_end_terminal_through_the_products_reconciler(
             assert not slow, f"not terminal within {TERMINAL_WITHIN_S:g} s: {slow}"
             reasons = [jobs.get_job(me, i).error_message for i in ids]
             assert all("Ray job" in r for r in reasons), reasons
+            assert len(orphans) == 2 and all(len(r) == 2 for r in orphans.values()), orphans
+            gone, alive = psutil.wait_procs([r for rs in orphans.values() for r in rs], timeout=10)
+            assert not alive, f"ranks outlived their SIGKILLed driver: {alive}"
         finally:
             dispose_engines()
             reset_settings()

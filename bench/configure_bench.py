@@ -10,7 +10,8 @@ conversations, validated in-process by the product's service). Two *variants* of
 code are measured in the same run, interleaved: ``new`` (this tree) and ``baseline`` (``git
 archive`` of ``--baseline-ref`` into bench/out/, no other checkout touched). Per variant:
 
-- **first open (browser)**: a fresh ``streamlit run app/main.py`` process; Chromium opens
+- **first open (browser)**: a fresh dashboard process started as the product starts it
+  (``python -m app.serve``, or ``streamlit run app/main.py`` for a tree without it); Chromium opens
   ``/configure?dataset_id=…`` and the clock runs from ``goto`` to (a) the form drawn (the
   "Advanced settings" expander visible), (b) the estimate drawn ("Tokens to train" shown, no
   "Estimating…"), (c) the page idle (the script no longer running). ``--opens`` fresh processes.
@@ -127,13 +128,16 @@ def baseline_tree(ref: str) -> Path:
 
 
 class Server:
-    """``streamlit run app/main.py`` of one code tree, in its own process group."""
+    """The dashboard of one code tree, in its own process group."""
 
     def __init__(self, root: Path, home: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (OUT / f"server-{self.port}.log").open("wb")
-        cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+        # the product's launcher where the tree has it (modules imported before the first view)
+        launch = ["-m", "app.serve"] if (root / "app" / "serve.py").is_file() else \
+            ["-m", "streamlit", "run", "app/main.py"]
+        cmd = [sys.executable, *launch, "--server.headless", "true",
                "--server.port", str(self.port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
         self.proc = subprocess.Popen(cmd, cwd=root, env=env_for(home, root), stdout=self.log,

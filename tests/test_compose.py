@@ -153,7 +153,7 @@ def test_ray_auth_is_disabled_on_every_ray_node_by_default(services):
 def test_dashboard_runs_migrations_then_streamlit_in_password_mode(services):
     dash = services["dashboard"]
     cmd = _command(dash)
-    assert cmd.index("brightrun db upgrade") < cmd.index("streamlit run app/main.py"), cmd
+    assert cmd.index("brightrun db upgrade") < cmd.index("python -m app.serve"), cmd
     assert "--server.port 8501" in cmd and "--server.address 0.0.0.0" in cmd
     assert "/_stcore/health" in _healthcheck_text(dash)
     assert dash["build"]["dockerfile"].endswith("docker/Dockerfile")

@@ -1,0 +1,64 @@
+"""Serve the dashboard: ``streamlit run app/main.py`` with the dashboard's modules imported first.
+
+    python -m app.serve --server.port 8501 --server.address 127.0.0.1 …   # any `streamlit run` option
+
+Streamlit runs the page scripts in the server's own process, so whatever is imported before the
+server starts is not imported again when the first visitor opens a page. Imported here: every
+module under ``app/`` (the pages' building blocks) and what they import — SQLAlchemy, Alembic,
+pydantic, the services — about 1.2 s of CPU that a fresh ``streamlit run`` spends inside the first
+page view instead (bench/RESULTS.md §6). Nothing heavy for training (torch, transformers) is
+imported: the pages load those only when a feature needs them. The server starts that much later,
+before anyone waits on it.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def preload() -> list[str]:
+    """Import every module of the ``app`` package except the entry script; returns their names.
+    A module that fails to import is left to fail where a page imports it (with its error shown
+    there), not here."""
+    import logging
+
+    import streamlit  # noqa: F401 - configures its loggers first
+
+    import app
+
+    # @st.cache_data checks its parameters against a throw-away in-memory store when no server
+    # runs yet and says so; the caches themselves are the server's, looked up at each call
+    quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level, quiet.level = quiet.level, logging.ERROR
+    done = []
+    try:
+        for info in pkgutil.iter_modules(app.__path__):
+            if info.name in ("main", "serve"):
+                continue
+            try:
+                importlib.import_module(f"app.{info.name}")
+                done.append(info.name)
+            except Exception:  # noqa: BLE001 - reported by the page that needs it
+                pass
+    finally:
+        quiet.setLevel(level)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    preload()
+    from streamlit.web import cli as stcli
+
+    sys.argv = ["streamlit", "run", str(ROOT / "app" / "main.py"),
+                *(sys.argv[1:] if argv is None else argv)]
+    return stcli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""``python -m app.serve``: the dashboard's modules are imported before the server starts, and
+nothing for training comes with them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.fixtures.paths import REPO
+
+CODE = """
+import json, sys
+from app.serve import preload
+done = preload()
+heavy = [m for m in ("torch", "transformers", "peft", "ray") if m in sys.modules]
+print(json.dumps({"done": done, "heavy": heavy,
+                  "services": [m for m in ("backend.jobs.service", "backend.datasets.service",
+                                           "sqlalchemy") if m in sys.modules]}))
+"""
+
+
+def test_preload_imports_every_dashboard_module_and_nothing_for_training():
+    out = subprocess.run([sys.executable, "-c", CODE], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    modules = sorted(p.stem for p in (REPO / "app").glob("*.py") if p.stem not in ("main", "serve"))
+    assert sorted(got["done"]) == modules
+    assert got["heavy"] == [], "a dashboard module imports a training library at import time"
+    assert got["services"] == ["backend.jobs.service", "backend.datasets.service", "sqlalchemy"]
+    assert "No runtime found" not in out.stderr

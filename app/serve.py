@@ -5,10 +5,11 @@
 Streamlit runs the page scripts in the server's own process, so whatever is imported before the
 server starts is not imported again when the first visitor opens a page. Imported here: every
 module under ``app/`` (the pages' building blocks) and what they import — SQLAlchemy, Alembic,
-pydantic, the services — about 1.2 s of CPU that a fresh ``streamlit run`` spends inside the first
-page view instead (bench/RESULTS.md §6). Nothing heavy for training (torch, transformers) is
-imported: the pages load those only when a feature needs them. The server starts that much later,
-before anyone waits on it.
+pydantic, the services — CPU that a fresh ``streamlit run`` spends inside the first page view
+instead (bench/RESULTS.md §6); then :func:`warm` reads the settings, catalogs, the database's
+schema check and the installed base models once. Nothing heavy for training (torch, transformers)
+is imported: the pages load those only when a feature needs them. The server starts that much
+later, before anyone waits on it.
 """
 from __future__ import annotations
 
@@ -49,10 +50,33 @@ def preload() -> list[str]:
     return done
 
 
+def warm() -> list[str]:
+    """Read once, per process, what the first page view of any visitor reads: the settings, the
+    catalogs, the database engine and its schema check, the base models on this machine. Returns
+    what could not be read (left to the page, which shows the error)."""
+    from backend.config import get_settings
+    from backend.db.session import get_engine
+    from backend.training import catalogs
+    from backend.training.base_models import available_base_models
+
+    steps = {"settings": get_settings, "database": get_engine,
+             "catalogs": lambda: (catalogs.list_presets(), catalogs.list_hardware(),
+                                  catalogs.list_models()),
+             "base models": available_base_models}
+    failed = []
+    for name, step in steps.items():
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - e.g. the database is down: the page says so
+            failed.append(name)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     preload()
+    warm()
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(ROOT / "app" / "main.py"),

@@ -206,9 +206,8 @@ def train_local_group(recipe: Recipe) -> InProcessResult:
     """Train ``recipe`` on ``recipe.workers`` ranks forked by this process
     (:mod:`ray_jobs.local_group`); returns an :class:`InProcessResult` with rank 0's value.
     Retries the group from the newest checkpoint at most ``recipe.max_failures`` times; raises a
-    rank's
-    BrightRunError at once, :class:`RankFailed` after the last retry, KeyboardInterrupt when the
-    Ray job is stopped (SIGTERM)."""
+    rank's BrightRunError at once, :class:`RankFailed` after the last retry, KeyboardInterrupt
+    when the Ray job is stopped (SIGTERM)."""
     from backend.training.base_models import resolve_base_model
     from ray_jobs.local_group import RankFailed, run_group, warm_imports
     from ray_jobs.runtime import InProcessRuntime

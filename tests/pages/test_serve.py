@@ -28,3 +28,18 @@ def test_preload_imports_every_dashboard_module_and_nothing_for_training():
     assert got["heavy"] == [], "a dashboard module imports a training library at import time"
     assert got["services"] == ["backend.jobs.service", "backend.datasets.service", "sqlalchemy"]
     assert "No runtime found" not in out.stderr
+
+
+def test_warm_reads_what_a_first_view_reads_and_leaves_errors_to_the_page(db, monkeypatch):
+    from backend.config import reset_settings
+    from backend.db.session import _checked, dispose_engines
+    from app.serve import warm
+
+    dispose_engines()
+    assert not _checked
+    assert warm() == []
+    assert _checked, "the schema check did not run"
+    monkeypatch.setenv("BRIGHTRUN_DATABASE_URL", "postgresql://u:p@127.0.0.1:1/none")
+    reset_settings()
+    dispose_engines()
+    assert warm() == ["database"]  # the page shows the error; the server still starts

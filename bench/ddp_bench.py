@@ -24,6 +24,7 @@ are reported, and the overhead as the ratio of medians. Goal: each ≤ 10 % abov
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -86,9 +87,10 @@ class TorchrunRuntime:
         return torch.device("cpu")
 
 
-def instrumented(loop_config, runtime=None):
-    """``train_loop_per_worker`` with the machine's CPU clock added to every metric point."""
-    from ray_jobs import lora_worker as lw
+@contextlib.contextmanager
+def cpu_in_points():
+    """Every metric point the loop hands its sink carries the machine's CPU clock (also in ranks
+    forked while it is active)."""
     from ray_jobs import sinks
 
     add = sinks.MetricBuffer.add
@@ -98,9 +100,17 @@ def instrumented(loop_config, runtime=None):
 
     sinks.MetricBuffer.add = add_with_cpu
     try:
-        return lw.train_loop_per_worker(loop_config, runtime=runtime)
+        yield
     finally:
         sinks.MetricBuffer.add = add
+
+
+def instrumented(loop_config, runtime=None):
+    """``train_loop_per_worker`` with the machine's CPU clock added to every metric point."""
+    from ray_jobs import lora_worker as lw
+
+    with cpu_in_points():
+        return lw.train_loop_per_worker(loop_config, runtime=runtime)
 
 
 def child_torchrun(argv: list[str]) -> int:
@@ -138,15 +148,10 @@ def child_ray(argv: list[str]) -> int:
 def child_local(argv: list[str]) -> int:
     """The path a 2-worker CPU job on a local head takes: ranks forked by the driver
     (ray_jobs.local_group), which inherit the patched metric buffer."""
-    from ray_jobs import sinks, train_lora
+    from ray_jobs import train_lora
 
-    add = sinks.MetricBuffer.add
-
-    def add_with_cpu(self, point, progress=None):
-        return add(self, {**point, "bench_machine_cpu_s": machine_cpu_s()}, progress)
-
-    sinks.MetricBuffer.add = add_with_cpu
-    return train_lora.main(argv)
+    with cpu_in_points():
+        return train_lora.main(argv)
 
 
 def run_variant(kind: str, config_file: Path, dataset: Path) -> dict:

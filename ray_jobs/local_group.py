@@ -69,13 +69,16 @@ class LocalGroupRuntime:
         return self.store.get_checkpoint()
 
     def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> str | None:
-        """A barrier across ranks; rank 0 first persists ``folder`` as checkpoint ``name`` (so
-        every rank leaves the barrier with it stored). Returns its path on rank 0, else None."""
+        """A barrier across ranks, and a checkpoint committed only once every rank reached it
+        (Ray Train's rule): rank 0 copies ``folder`` to storage as ``name`` without its complete
+        marker, all ranks meet at the barrier, then rank 0 writes the marker. A rank lost before
+        the barrier leaves an uncommitted copy that no restart resumes from (and the job never
+        records). Returns the committed path on rank 0, else None."""
         import torch.distributed as dist
 
-        path = self.store.report(metrics, folder, name) if folder else None
+        staged = self.store.stage(folder, name) if folder else None
         dist.barrier()
-        return path
+        return self.store.commit(staged) if staged else None
 
     def prepare_model(self, model):
         from torch.nn.parallel import DistributedDataParallel

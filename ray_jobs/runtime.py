@@ -190,19 +190,38 @@ class InProcessRuntime:
         return StoredCheckpoint(folders[-1], self.filesystem) if folders else None
 
     def report(self, metrics: dict[str, Any], folder: str | None, name: str) -> str | None:
-        """Copy ``folder`` to the run's storage as ``name`` (the marker last, so a half-copied
-        folder is never resumed from), then drop all but the newest ``keep``. Returns the stored
-        checkpoint's path (None without ``folder``)."""
+        """Copy ``folder`` to the run's storage as ``name`` and commit it (:meth:`stage`, then
+        :meth:`commit`). Returns the stored checkpoint's path (None without ``folder``)."""
         if folder is None:
             return None
+        return self.commit(self.stage(folder, name))
+
+    def stage(self, folder: str, name: str) -> str:
+        """Copy ``folder``'s files to the run's storage as ``name``, without the complete marker:
+        nothing resumes from it until :meth:`commit`. Returns its path."""
         from pyarrow import fs
 
         target, filesystem = f"{self.root}/{name}", self._fs()
         filesystem.create_dir(target, recursive=True)
         fs.copy_files(folder, target, source_filesystem=fs.LocalFileSystem(),
                       destination_filesystem=filesystem)
+        return target
+
+    def commit(self, target: str) -> str:
+        """Write ``target``'s complete marker (a restart may now resume from it), then drop all
+        but the newest ``keep`` complete checkpoints and any uncommitted folder older than it (a
+        stage whose group failed before committing). Returns ``target``."""
+        from pyarrow import fs
+
+        filesystem = self._fs()
         with filesystem.open_output_stream(f"{target}/{COMPLETE_MARKER}") as out:
             out.write(b"{}")
         for old in self._complete()[:-self.keep]:
             filesystem.delete_dir(old)
+        infos = filesystem.get_file_info(fs.FileSelector(self.root, allow_not_found=True))
+        complete = set(self._complete())
+        for info in infos:
+            if (info.type == fs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                    and info.path < target and info.path not in complete):
+                filesystem.delete_dir(info.path)
         return target

@@ -167,3 +167,39 @@ def test_a_killed_rank_stops_the_others(tmp_path):
     for pid in pids:  # reaped: no process left behind
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _rank_1_lost_during_a_checkpoint(loop, runtime):
+    """Both ranks commit step 2; at step 4 rank 1 dies while rank 0 copies the checkpoint."""
+    folder = Path(loop["folder"])
+    (folder / "weights").write_text("step 2")
+    runtime.report({"step": 2}, str(folder) if runtime.rank == 0 else None, "checkpoint_0000002")
+    if runtime.rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    # rank 0 carries on to its copy as if the driver's SIGTERM had not reached it yet (it is
+    # SIGKILLed STOP_WAIT_S later): rank 1 is gone before rank 0 reaches the barrier
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(0.5)
+    (folder / "weights").write_text("step 4")
+    runtime.report({"step": 4}, str(folder), "checkpoint_0000004")
+    time.sleep(60)  # not reached: the barrier fails, or the driver kills this rank
+
+
+def test_a_checkpoint_is_committed_only_once_every_rank_reached_it(tmp_path):
+    """Ray Train's rule: a rank lost before the checkpoint's barrier leaves it uncommitted, so
+    the restart resumes from the one before (which the job recorded), never from one the job
+    could not record."""
+    (tmp_path / "src").mkdir()
+    store = InProcessRuntime(str(tmp_path / "runs"), "run")
+    with pytest.raises(RankFailed, match="worker 1 failed"):
+        run_group(2, {"folder": str(tmp_path / "src")}, store,
+                  train=_rank_1_lost_during_a_checkpoint)
+    newest = store.get_checkpoint()
+    assert newest is not None and newest.path.endswith("checkpoint_0000002")
+    assert (Path(newest.path) / "weights").read_text() == "step 2"
+    run = tmp_path / "runs" / "run"
+    assert not (run / "checkpoint_0000004" / COMPLETE_MARKER).exists()
+    # committing a later checkpoint clears the uncommitted copy a failed attempt left behind
+    (tmp_path / "src" / "weights").write_text("step 6")
+    store.report({}, str(tmp_path / "src"), "checkpoint_0000006")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint_0000002", "checkpoint_0000006"]

@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def preload() -> list[str]:
+def preload(failed: list[str] | None = None) -> list[str]:
     """Import every module of the ``app`` package except the entry script; returns their names.
     A module that fails to import is left to fail where a page imports it (with its error shown
-    there), not here."""
+    there), not here; ``failed`` collects "module: error" for each."""
     import logging
 
     import streamlit  # noqa: F401 - configures its loggers first
@@ -43,8 +43,9 @@ def preload() -> list[str]:
             try:
                 importlib.import_module(f"app.{info.name}")
                 done.append(info.name)
-            except Exception:  # noqa: BLE001 - reported by the page that needs it
-                pass
+            except Exception as exc:  # noqa: BLE001 - reported by the page that needs it
+                if failed is not None:
+                    failed.append(f"app.{info.name}: {type(exc).__name__}: {exc}")
     finally:
         quiet.setLevel(level)
     return done
@@ -67,16 +68,19 @@ def warm() -> list[str]:
     for name, step in steps.items():
         try:
             step()
-        except Exception:  # noqa: BLE001 - e.g. the database is down: the page says so
-            failed.append(name)
+        except Exception as exc:  # noqa: BLE001 - e.g. the database is down: the page says so
+            failed.append(f"{name} ({type(exc).__name__})")  # its text may hold a URL
     return failed
 
 
 def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    preload()
-    warm()
+    failed: list[str] = []
+    preload(failed)
+    failed += warm()
+    for what in failed:  # the server still starts: the page that needs it shows the error
+        print(f"brightrun serve: could not prepare {what}", file=sys.stderr)
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(ROOT / "app" / "main.py"),

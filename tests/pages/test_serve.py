@@ -42,4 +42,22 @@ def test_warm_reads_what_a_first_view_reads_and_leaves_errors_to_the_page(db, mo
     monkeypatch.setenv("BRIGHTRUN_DATABASE_URL", "postgresql://u:p@127.0.0.1:1/none")
     reset_settings()
     dispose_engines()
-    assert warm() == ["database"]  # the page shows the error; the server still starts
+    assert warm() == ["database (DatabaseError)"]  # the page shows it; the server starts
+
+
+def test_the_server_says_what_it_could_not_prepare_and_still_starts(tmp_path):
+    """A dashboard module that fails to import, and a database that is down: one line each on
+    stderr (the database's without its URL, which may hold a password), then Streamlit starts."""
+    code = ("import sys, app.serve as s, streamlit.web.cli as c\n"
+            "c.main = lambda: print('STARTED', sys.argv[1:3]) or 0\n"
+            "sys.modules['app.charts'] = None\n"  # its import fails: ImportError
+            "sys.exit(s.main(['--server.headless', 'true']))\n")
+    env = {**__import__("os").environ, "BRIGHTRUN_HOME": str(tmp_path),
+           "BRIGHTRUN_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/none"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "STARTED ['run'" in out.stdout
+    assert "brightrun serve: could not prepare app.charts: ModuleNotFoundError" in out.stderr
+    assert "brightrun serve: could not prepare database (DatabaseError)" in out.stderr
+    assert "secret" not in out.stderr

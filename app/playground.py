@@ -1,6 +1,7 @@
 """Playground of the Models page: one prompt answered by the base model and by base + adapter,
 side by side (greedy decoding, at most ``MAX_NEW_TOKENS`` new tokens, the chat template); the
-held-out prompts of the model's evaluation samples are offered as ready-made prompts.
+held-out prompts of the model's evaluation samples are offered as ready-made prompts, asked in
+their conversation (system prompt and earlier turns, rendered as in training) until edited.
 
 The base model is loaded with ``transformers`` from where ``resolve_base_model`` finds it (never
 downloaded; a model that is not on this machine is a clear error before anything loads); the
@@ -81,14 +82,23 @@ def load_adapted(model_id: str, base_path: str, _actor) -> tuple:
     return tokenizer, model
 
 
-def _answer(tokenizer, model, prompt: str, *, adapter: bool) -> str:
+def prompt_ids(tokenizer, prompt: str, context: str | None = None) -> dict:
+    """The model's input for ``prompt``: one user turn through the chat template, or, when
+    ``context`` is given (a held-out sample's prompt as rendered in training: its system prompt and
+    earlier turns, with the generation prompt), exactly that text."""
+    if context:
+        return tokenizer(context, add_special_tokens=False, return_tensors="pt")
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                         add_generation_prompt=True, return_tensors="pt",
+                                         return_dict=True)
+
+
+def _answer(tokenizer, model, prompt: str, *, adapter: bool, context: str | None = None) -> str:
     import contextlib
 
     import torch
 
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                        add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)
+    ids = prompt_ids(tokenizer, prompt, context)
     ids = {k: v.to(model.device) for k, v in ids.items()}
     ctx = contextlib.nullcontext() if adapter else model.disable_adapter()
     with torch.inference_mode(), ctx:
@@ -98,25 +108,37 @@ def _answer(tokenizer, model, prompt: str, *, adapter: bool) -> str:
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def generate_pair(actor, m, prompt: str) -> dict:
-    """{'base': answer, 'adapter': answer} for ``prompt``. Raises NotFound (access), InvalidInput
-    (empty prompt, base model not on this machine, unloadable adapter)."""
+def generate_pair(actor, m, prompt: str, context: str | None = None) -> dict:
+    """{'base': answer, 'adapter': answer} for ``prompt`` (in its conversation's ``context`` when
+    given, see :func:`prompt_ids`). Raises NotFound (access), InvalidInput (empty prompt, base
+    model not on this machine, unloadable adapter)."""
     prompt = (prompt or "").strip()
     if not prompt:
         raise InvalidInput("type a prompt first")
     models.get_model(actor, m.id)  # access check on every use (the loaded model is shared)
     tokenizer, model = load_adapted(m.id, base_model_path(m.base_model), actor)
     with _generate_lock:
-        return {"base": _answer(tokenizer, model, prompt, adapter=False),
-                "adapter": _answer(tokenizer, model, prompt, adapter=True)}
+        return {"base": _answer(tokenizer, model, prompt, adapter=False, context=context),
+                "adapter": _answer(tokenizer, model, prompt, adapter=True, context=context)}
 
 
-def _use_prompt(text: str) -> None:
-    st.session_state["models_play_prompt"] = text
+def _use_prompt(question: str, rendered: str) -> None:
+    st.session_state["models_play_prompt"] = question
+    st.session_state["models_play_context"] = {"question": question, "rendered": rendered}
+
+
+def held_out_context(prompt: str) -> str | None:
+    """The rendered conversation of the held-out prompt the user picked, while the prompt box
+    still holds its question unchanged (an edited prompt is asked on its own)."""
+    chosen = st.session_state.get("models_play_context")
+    if chosen and chosen.get("rendered") and (prompt or "").strip() == chosen["question"].strip():
+        return chosen["rendered"]
+    return None
 
 
 def _held_out_prompts(actor, m) -> None:
-    """Buttons that fill the prompt with the questions of the model's evaluation samples."""
+    """Buttons that fill the prompt with the questions of the model's evaluation samples; asked
+    in their conversation (system prompt, earlier turns), as in the samples recorded in training."""
     try:
         rows = base_vs_adapter(job_samples(actor, m.job_id))
     except BrightRunError:
@@ -128,8 +150,8 @@ def _held_out_prompts(actor, m) -> None:
     cols = st.columns(len(rows))
     for col, row in zip(cols, rows):
         col.button(_short(row["question"]), key=f"models_play_use_{row['index']}",
-                   on_click=_use_prompt, args=(row["question"],), width="stretch",
-                   help=row["question"])
+                   on_click=_use_prompt, args=(row["question"], row.get("prompt") or ""),
+                   width="stretch", help=row["question"])
 
 
 def _short(text: str, width: int = 48) -> str:
@@ -143,9 +165,13 @@ def playground(actor, m) -> None:
     _held_out_prompts(actor, m)
     prompt = st.text_area("Prompt", key="models_play_prompt", height=90,
                           placeholder="Ask something your dataset is about…")
+    context = held_out_context(prompt)
+    if context:
+        st.caption("Asked in its conversation — with its system prompt and earlier turns, as in "
+                   "the samples recorded during training. Edit the prompt to ask it on its own.")
     if st.button("Generate", key="models_play_run", icon=":material/play_arrow:"):
         try:
-            result = generate_pair(actor, m, prompt)
+            result = generate_pair(actor, m, prompt, context)
         except BrightRunError as exc:
             show_error(exc)
             return

@@ -173,6 +173,28 @@ def test_playground_answers_with_base_and_adapter(actor, tmp_path, tiny_model_di
     assert "**Base model** ·" in page and "**Base + adapter** · play adapter" in page
 
 
+def test_a_held_out_prompt_is_asked_in_its_conversation(tiny_model_dir):
+    """The Playground gives the model what the training samples gave it: the rendered
+    conversation (system prompt, earlier turns, generation prompt), token for token."""
+    from transformers import AutoTokenizer
+
+    from app.playground import prompt_ids
+    from ray_jobs.eval_samples import choose_prompts, render
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    turns = [{"role": "system", "content": "You are Nora."},
+             {"role": "user", "content": "I lost my card."},
+             {"role": "assistant", "content": "Freeze it in the app."},
+             {"role": "user", "content": "Done. Now what?"},
+             {"role": "assistant", "content": "Order a new one."}]
+    [sample] = render(tok, choose_prompts([turns]))
+    got = prompt_ids(tok, sample.question, sample.text)["input_ids"][0].tolist()
+    assert got == tok(sample.text, add_special_tokens=False)["input_ids"]
+    alone = prompt_ids(tok, sample.question)["input_ids"][0].tolist()
+    assert len(alone) < len(got)  # on its own: one user turn, no system prompt or history
+    assert tok.decode(got).count("Nora") == 1 and "Nora" not in tok.decode(alone)
+
+
 @pytest.mark.s3
 def test_presigned_links_on_s3(s3_env, tmp_path):
     from backend.users import ensure_local_user

@@ -115,8 +115,14 @@ def test_playground_offers_held_out_prompts_and_says_when_the_base_model_is_miss
     at = open_app("models", {"id": model_id})
     at.button(key="models_play_use_1").click().run(timeout=TIMEOUT)
     assert at.text_area(key="models_play_prompt").value == f"{QUESTION} #1"
+    # asked in its conversation (the prompt rendered in training) until the user edits it
+    chosen = at.session_state["models_play_context"]
+    assert chosen["rendered"] == f"<|user|>{QUESTION} #1<|assistant|>"
+    assert any("Asked in its conversation" in c.value for c in at.caption)
     at.button(key="models_play_run").click().run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     errors = " ".join(e.value for e in at.error)
     assert "is not on this machine" in errors and literal("'acme/not-here-7b'") in errors
     assert "models_play_result" not in at.session_state
+    at.text_area(key="models_play_prompt").input("Something else?").run(timeout=TIMEOUT)
+    assert not any("Asked in its conversation" in c.value for c in at.caption)

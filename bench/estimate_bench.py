@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import train_bench as tb  # noqa: E402 - fresh homes and ready datasets
+
 OUT = ROOT / "bench" / "out"
 
 JOBS = [  # (dataset, workers, overrides)
@@ -53,36 +56,6 @@ def dataset(path: Path, n: int, seed: int) -> Path:
                     rng.choice(words) for _ in range(rng.randint(5, 80)))})
             fh.write(json.dumps({"conversation_id": f"c{i}", "turns": turns}) + "\n")
     return path
-
-
-def fresh_home() -> Path:
-    from backend.config import reset_settings
-    from backend.db.session import dispose_engines
-    from backend.training.tiny_model import ensure_tiny_model
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="estimate-", dir=OUT))
-    (home / "models").mkdir()
-    tiny = ensure_tiny_model(OUT / "tiny-home")
-    os.symlink(tiny, home / "models" / Path(tiny).name)
-    os.environ["BRIGHTRUN_HOME"] = str(home)
-    for var in ("BRIGHTRUN_DATABASE_URL", "BRIGHTRUN_STORAGE_URL", "BRIGHTRUN_AUTH",
-                "BRIGHTRUN_USER", "BRIGHTRUN_PASSWORD", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-        os.environ.pop(var, None)
-    reset_settings()
-    dispose_engines()
-    return home
-
-
-def ready_dataset(user, path: Path):
-    from backend.datasets import service as datasets
-
-    with path.open("rb") as fh:
-        info = datasets.upload_dataset(user, fh, path.name, "bench", size=path.stat().st_size,
-                                       submit=False)
-    info = datasets.run_validation(info.id)
-    assert info.status == "ready", info
-    return info
 
 
 def run_one(user, ds, workers: int, overrides: list[str], timeout_s: float) -> dict:
@@ -119,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     from backend.cluster.head import free_ports, start_head, stop_head
 
-    home = fresh_home()
+    home = tb.fresh_home("estimate-")
     temp = Path(tempfile.mkdtemp(prefix="brt-est-", dir="/tmp"))
     head = start_head(temp, free_ports(1)[0], num_cpus=2)
     rows = []
@@ -130,8 +103,8 @@ def main() -> None:
 
         reset_settings()
         user = ensure_local_user()
-        sets = {"d60": ready_dataset(user, dataset(home / "d60.jsonl", 60, 1)),
-                "d24": ready_dataset(user, dataset(home / "d24.jsonl", 24, 2))}
+        sets = {"d60": tb.ready_dataset(user, dataset(home / "d60.jsonl", 60, 1)),
+                "d24": tb.ready_dataset(user, dataset(home / "d24.jsonl", 24, 2))}
         for i, (name, workers, overrides) in enumerate(JOBS[:args.jobs]):
             r = run_one(user, sets[name], workers, overrides, args.timeout)
             est, base, fig = r["est"], r["base"], r["fig"]

@@ -493,6 +493,7 @@ def fresh_home(prefix: str) -> Path:
     from backend.config import reset_settings
     from backend.db.session import dispose_engines
 
+    OUT.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix=prefix, dir=OUT))
     (home / "models").mkdir()
     os.symlink(tiny_model(), home / "models" / "tiny-llama")

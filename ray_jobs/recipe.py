@@ -188,17 +188,28 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
     torch.set_num_threads(1)
     _log(recipe, "info", "1 CPU worker: training in this process (no Ray Train worker group)")
     runtime = InProcessRuntime(recipe.storage_path, recipe.name, recipe.storage_filesystem)
-    for attempt in range(recipe.max_failures + 1):
+
+    def attempt() -> InProcessResult:
+        value = train_loop_per_worker(loop_config(recipe), runtime=runtime)
+        return InProcessResult(value, runtime.get_checkpoint())
+
+    return _with_retries(recipe, attempt, Exception,  # retried like a lost Ray Train worker
+                         lambda exc: f"training failed ({_failure_message(exc)});")
+
+
+def _with_retries(recipe: Recipe, attempt, retried: type[BaseException], lead) -> Any:
+    """``attempt()``, run again from the newest checkpoint after a ``retried`` error other than
+    bad input (BrightRunError), at most ``recipe.max_failures`` times (Ray Train's FailureConfig
+    meaning); each retry is logged as "``lead(exc)`` restarting from the last checkpoint (retry
+    i of n)". The last error is raised."""
+    for n in range(recipe.max_failures + 1):
         try:
-            value = train_loop_per_worker(loop_config(recipe), runtime=runtime)
-            return InProcessResult(value, runtime.get_checkpoint())
-        except BrightRunError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried like a lost Ray Train worker
-            if attempt == recipe.max_failures:
+            return attempt()
+        except retried as exc:
+            if isinstance(exc, BrightRunError) or n == recipe.max_failures:
                 raise
-            _log(recipe, "warning", f"training failed ({_failure_message(exc)}); restarting from "
-                 f"the last checkpoint (retry {attempt + 1} of {recipe.max_failures})")
+            _log(recipe, "warning", f"{lead(exc)} restarting from the last checkpoint "
+                 f"(retry {n + 1} of {recipe.max_failures})")
     raise AssertionError("unreachable")
 
 
@@ -226,17 +237,12 @@ def train_local_group(recipe: Recipe) -> InProcessResult:
     def started(pids: list[int]) -> None:
         _phase(recipe, "worker_group", workers=world, mode="local processes", pids=pids)
 
+    def attempt() -> InProcessResult:
+        value = run_group(world, loop, store, on_start=started)
+        return InProcessResult(value, store.get_checkpoint())
+
     with _interrupt_on_sigterm():
-        for attempt in range(recipe.max_failures + 1):
-            try:
-                value = run_group(world, loop, store, on_start=started)
-                return InProcessResult(value, store.get_checkpoint())
-            except RankFailed as exc:
-                if attempt == recipe.max_failures:
-                    raise
-                _log(recipe, "warning", f"{exc}, restarting from the last checkpoint "
-                     f"(retry {attempt + 1} of {recipe.max_failures})")
-    raise AssertionError("unreachable")
+        return _with_retries(recipe, attempt, RankFailed, lambda exc: f"{exc},")
 
 
 class _interrupt_on_sigterm:

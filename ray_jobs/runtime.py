@@ -174,13 +174,20 @@ class InProcessRuntime:
 
         return torch.device("cpu")
 
-    def _complete(self) -> list[str]:
-        """Paths of the complete checkpoints, oldest first (names sort by step)."""
+    def _folders(self) -> list[str]:
+        """Paths of the checkpoint folders in storage, committed or not, oldest first."""
         from pyarrow import fs
 
         infos = self._fs().get_file_info(fs.FileSelector(self.root, allow_not_found=True))
-        folders = sorted(i.path for i in infos if i.type == fs.FileType.Directory
-                         and i.base_name.startswith("checkpoint_"))
+        return sorted(i.path for i in infos if i.type == fs.FileType.Directory
+                      and i.base_name.startswith("checkpoint_"))
+
+    def _complete(self, folders: list[str] | None = None) -> list[str]:
+        """Paths of the complete checkpoints among ``folders`` (default: all in storage), oldest
+        first (names sort by step)."""
+        from pyarrow import fs
+
+        folders = self._folders() if folders is None else folders
         done = self._fs().get_file_info([f"{f}/{COMPLETE_MARKER}" for f in folders])
         return [f for f, marker in zip(folders, done) if marker.type == fs.FileType.File]
 
@@ -211,17 +218,12 @@ class InProcessRuntime:
         """Write ``target``'s complete marker (a restart may now resume from it), then drop all
         but the newest ``keep`` complete checkpoints and any uncommitted folder older than it (a
         stage whose group failed before committing). Returns ``target``."""
-        from pyarrow import fs
-
         filesystem = self._fs()
         with filesystem.open_output_stream(f"{target}/{COMPLETE_MARKER}") as out:
             out.write(b"{}")
-        for old in self._complete()[:-self.keep]:
+        folders = self._folders()
+        complete = self._complete(folders)
+        stale = [f for f in folders if f < target and f not in complete]
+        for old in complete[:-self.keep] + stale:
             filesystem.delete_dir(old)
-        infos = filesystem.get_file_info(fs.FileSelector(self.root, allow_not_found=True))
-        complete = set(self._complete())
-        for info in infos:
-            if (info.type == fs.FileType.Directory and info.base_name.startswith("checkpoint_")
-                    and info.path < target and info.path not in complete):
-                filesystem.delete_dir(info.path)
         return target

@@ -60,12 +60,20 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    """A table; every cell is shown literally (user text is never read as markup)."""
+    """A table; every cell is shown literally (user text is never read as markup).
+
+    Nothing is cut with an ellipsis on a narrow terminal: the first column (the id a user copies
+    into the next command) keeps each value on one line, the others wrap or fold."""
+    cells = [[literal_text("" if v is None else v) for v in r] for r in rows]
     t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*[literal_text("" if v is None else v) for v in r])
+    for i, c in enumerate(columns):
+        if i == 0:
+            longest = max([len(c), *(r[0].cell_len for r in cells if r)], default=len(c))
+            t.add_column(c, no_wrap=True, min_width=longest)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*r)
     console.print(t)
 
 

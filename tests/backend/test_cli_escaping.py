@@ -108,3 +108,22 @@ def test_cli_error_quoting_user_text_is_escaped(db, capsys):
     assert main(["datasets", "show", "[/bold]\x1b[2J"]) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[2J" in err and len(err.strip().splitlines()) == 1
+
+
+def test_table_never_cuts_ids_or_cells_on_a_narrow_terminal(monkeypatch):
+    """On an 80-column terminal the id column shows whole ids on one line (users copy them into the
+    next command) and no other cell is cut with an ellipsis."""
+    out = io.StringIO()
+    monkeypatch.setattr(common, "console", common.Console(width=80, file=out, force_terminal=False))
+    job_id = "e4c1e75e-3b1f-4a8e-9d5c-0a1b2c3d4e5f"
+    common.table("Jobs (1)", ["id", "name", "dataset", "preset", "status", "progress", "created"],
+                 [(job_id, "Demo support on SmolLM2", "missing_system_prompt", "balanced",
+                   "completed", "100 %", "2026-12-04 20:34")])
+    text = out.getvalue()
+    assert job_id in text
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80  # nothing cropped at the right
+    body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    column = lambda k: "".join(cells[k].strip() for cells in body)  # noqa: E731
+    assert column(1) == job_id
+    assert column(3) == "missing_system_prompt" and column(7) == "2026-12-0420:34"

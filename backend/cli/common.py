@@ -68,7 +68,7 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
     t = Table(title=title)
     for i, c in enumerate(columns):
         if i == 0:
-            longest = max([len(c), *(r[0].cell_len for r in cells if r)], default=len(c))
+            longest = max([len(c), *(r[0].cell_len for r in cells if r)])
             t.add_column(c, no_wrap=True, min_width=longest)
         else:
             t.add_column(c, overflow="fold")

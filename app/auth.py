@@ -3,7 +3,7 @@
 ``BRIGHTRUN_AUTH=none`` (default): everyone is the single local user, no login.
 ``BRIGHTRUN_AUTH=password``: a login form; the signed-in user's id is kept in ``st.session_state``
 and the user is re-read from the database on every run (a removed user is signed out). Signing in
-also stores a session token signed with the product's secret (``backend.sessions``) in a cookie,
+also stores a session token signed with the product's secret (``backend.accounts.sessions``) in a cookie,
 so reloading the page keeps the user signed in until the token expires or they sign out.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import time
 
 import streamlit as st
 
-from app.widgets import literal, show_error
-from backend import sessions, users
-from backend.config import get_settings
-from backend.errors import AuthError, NotFound
-from backend.schemas import UserInfo
+from app.ui.widgets import literal, show_error
+from backend.accounts import sessions, users
+from backend.core.config import get_settings
+from backend.core.errors import AuthError, NotFound
+from backend.core.schemas import UserInfo
 
 SESSION_KEY = "auth_user_id"
 TOKEN_KEY = "auth_session_token"

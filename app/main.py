@@ -14,8 +14,9 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-from app import auth, widgets  # noqa: E402
-from backend.errors import BrightRunError  # noqa: E402
+from app import auth  # noqa: E402
+from app.ui import widgets
+from backend.core.errors import BrightRunError  # noqa: E402
 
 PAGES = [  # (file stem, title, material icon)
     ("home", "Home", "home"),

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def preload(failed: list[str] | None = None) -> list[str]:
-    """Import every module of the ``app`` package except the entry script; returns their names.
+    """Import every module of the ``app`` package and its sub-packages except the entry script; returns their names.
     A module that fails to import is left to fail where a page imports it (with its error shown
     there), not here; ``failed`` collects "module: error" for each."""
     import logging
@@ -37,15 +37,16 @@ def preload(failed: list[str] | None = None) -> list[str]:
     level, quiet.level = quiet.level, logging.ERROR
     done = []
     try:
-        for info in pkgutil.iter_modules(app.__path__):
-            if info.name in ("main", "serve"):
+        for info in pkgutil.walk_packages(app.__path__, "app."):
+            name = info.name.removeprefix("app.")
+            if name in ("main", "serve") or info.ispkg:
                 continue
             try:
-                importlib.import_module(f"app.{info.name}")
-                done.append(info.name)
+                importlib.import_module(info.name)
+                done.append(name)
             except Exception as exc:  # noqa: BLE001 - reported by the page that needs it
                 if failed is not None:
-                    failed.append(f"app.{info.name}: {type(exc).__name__}: {exc}")
+                    failed.append(f"{info.name}: {type(exc).__name__}: {exc}")
     finally:
         quiet.setLevel(level)
     return done
@@ -55,10 +56,10 @@ def warm() -> list[str]:
     """Read once, per process, what the first page view of any visitor reads: the settings, the
     catalogs, the database engine and its schema check, the base models on this machine. Returns
     what could not be read (left to the page, which shows the error)."""
-    from backend.config import get_settings
+    from backend.base_models.registry import available_base_models
+    from backend.core.config import get_settings
     from backend.db.session import get_engine
     from backend.training import catalogs
-    from backend.training.base_models import available_base_models
 
     steps = {"settings": get_settings, "database": get_engine,
              "catalogs": lambda: (catalogs.list_presets(), catalogs.list_hardware(),

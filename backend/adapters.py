@@ -7,15 +7,15 @@ from typing import Iterator
 
 from sqlalchemy import func, select
 
-from backend import states
-from backend.access import check_owner, scope
+from backend.core import states
+from backend.core.access import check_owner, scope
+from backend.core.errors import InvalidInput
+from backend.core.pagination import Page, clamp_page
+from backend.core.schemas import ModelInfo, UserInfo
+from backend.core.text_checks import check_text
 from backend.db.models import Dataset, ModelArtifact, TrainingJob, utcnow
 from backend.db.session import session_scope
-from backend.errors import InvalidInput
-from backend.pagination import Page, clamp_page
-from backend.schemas import ModelInfo, UserInfo
 from backend.storage import get_object_store
-from backend.text_checks import check_text
 
 SORTS = ("created_at", "quality", "name")
 
@@ -123,7 +123,7 @@ def download_urls(actor: UserInfo, model_id: str, expires_s: int = 3600) -> list
 
 def open_file(actor: UserInfo, model_id: str, name: str):
     """Stream one file of the model (access checked). Raises NotFound."""
-    from backend.errors import NotFound
+    from backend.core.errors import NotFound
 
     for f in model_files(actor, model_id):
         if f["name"] == name:

@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.access import scope
+from backend.core.access import scope
+from backend.core.schemas import UserInfo
 from backend.db.models import CostRecord, Notification, TrainingJob, User, utcnow
 from backend.db.session import session_scope
 from backend.notifications import notify
-from backend.schemas import UserInfo
 
 COST_TYPES = ("compute", "storage", "data_transfer")
 ALERT_THRESHOLDS = ((100, "critical"), (80, "high"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from backend.access import check_owner, scope
+from backend.core.access import check_owner, scope
+from backend.core.schemas import NotificationInfo, UserInfo
 from backend.db.models import Notification
 from backend.db.session import session_scope
-from backend.schemas import NotificationInfo, UserInfo
 
 TYPES = ("job_complete", "job_failed", "cost_alert", "dataset_ready", "dataset_failed", "system")
 PRIORITIES = ("low", "medium", "high", "critical")

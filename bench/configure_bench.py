@@ -94,8 +94,8 @@ def link_base_model(home: Path, model: str) -> bool:
     """Make ``model`` installed in the fresh ``home`` when it is installed in the caller's home
     (``$BRIGHTRUN_HOME/base-models``): a symbolic link, no copy. An installed model is what the
     product preselects on Configure, so its round measures the page as a user with it sees it."""
-    from backend.training.base_model_install import installed_path
-    from backend.training.base_models import base_models_root
+    from backend.base_models.install import installed_path
+    from backend.base_models.registry import base_models_root
 
     folder = installed_path(model, base_models_root())
     if folder:
@@ -106,7 +106,7 @@ def link_base_model(home: Path, model: str) -> bool:
 
 def make_home(home: Path) -> str:
     """A fresh home with the example dataset, validated in-process; returns its id."""
-    code = ("import io,sys; from backend.users import ensure_local_user; "
+    code = ("import io,sys; from backend.accounts.users import ensure_local_user; "
             "from backend.datasets import service as ds; a = ensure_local_user(); "
             f"data = open({str(EXAMPLE)!r}, 'rb').read(); "
             "i = ds.upload_dataset(a, io.BytesIO(data), 'demo-support-v4.jsonl', 'Demo support', "
@@ -293,7 +293,7 @@ def main() -> None:
     OUT.mkdir(parents=True)
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from backend.training.base_models import available_base_models
+    from backend.base_models.registry import available_base_models
 
     here = set(available_base_models())
     models = [m for m in args.models.split(",") if m in here]

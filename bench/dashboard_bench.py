@@ -89,7 +89,7 @@ def use_database(url: str | None) -> None:
     """Point the settings at ``url`` (None: the home's SQLite file). Engines stay cached per URL
     (as in a running server): switching back and forth costs no engine creation or schema
     check."""
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
 
     if url:
         os.environ["BRIGHTRUN_DATABASE_URL"] = url
@@ -130,7 +130,7 @@ def running_job(user, dataset_id: str, name: str = "bench job") -> str:
 
 def setup_home(prefix: str):
     """A fresh home (SQLite, tiny model) with the local user and a ready dataset."""
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     home = tb.fresh_home(prefix)
     user = ensure_local_user()
@@ -233,9 +233,9 @@ def naive_points(job_id: str):
     """Every point of the job, as a page without downsampling would read them."""
     from sqlalchemy import select
 
+    from backend.core.schemas import MetricsPointInfo
     from backend.db.models import MetricsPoint
     from backend.db.session import session_scope
-    from backend.schemas import MetricsPointInfo
 
     with session_scope() as s:
         return [MetricsPointInfo.model_validate(r) for r in s.scalars(
@@ -257,8 +257,8 @@ def write_step(job_id: str, step: int) -> None:
 def clear_caches(job_id: str | None = None) -> None:
     """Empty the product's process-wide caches (of one job): its next job_metrics is a first
     call."""
-    from backend.jobs import service as jobs
     from backend.jobs import metrics as metrics_query
+    from backend.jobs import service as jobs
 
     if job_id is None:
         metrics_query.clear_cache()
@@ -296,8 +296,8 @@ def query_round(user, job_id: str, step: int) -> dict[str, float]:
 def statement_profile(user, job_id: str, step: int, cold: bool):
     """job_metrics once (after a write, so it recomputes; ``cold``: caches emptied first) with
     every statement timed; returns (rows for the table, the statements)."""
-    from backend.jobs import service as jobs
     from backend.db.session import get_engine
+    from backend.jobs import service as jobs
 
     write_step(job_id, step)
     if cold:
@@ -337,7 +337,7 @@ def bench_query(rounds: int, points: int) -> list[str]:
                  f"{bulk_points(sqlite_job, points):.1f}s")
     with postgres() as pg_url:
         use_database(pg_url)
-        from backend.users import ensure_local_user
+        from backend.accounts.users import ensure_local_user
 
         pg_user = ensure_local_user()
         pg_ds = tb.ready_dataset(pg_user, tb.lognormal_dataset(tb.OUT / "lognormal-80.jsonl", 80))
@@ -453,9 +453,9 @@ def jobs_page_once() -> tuple[float, float, str | None]:
 
 
 def bench_jobs_page(rounds: int, jobs_count: int = JOBS) -> list[str]:
-    from backend.jobs import service as jobs_service
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
     from backend.db.session import dispose_engines
+    from backend.jobs import service as jobs_service
 
     lines = [f"# (b) load average before: {load()}"]
     homes = {}
@@ -518,7 +518,7 @@ def bench_jobs_page(rounds: int, jobs_count: int = JOBS) -> list[str]:
 # ----- (c) 50 sessions polling --------------------------------------------------------------------
 def poll_once(user, job_id: str) -> float:
     """What the Monitor fragment reads per poll (pages/monitor.py::_live)."""
-    from app.job_widgets import maybe_reconcile
+    from app.ui.job_widgets import maybe_reconcile
     from backend.jobs import service as jobs
 
     t = time.perf_counter()
@@ -536,7 +536,7 @@ FLOOR: dict = {}
 def poll_floor(user, job_id: str) -> float:
     """Bench-side reference, not product code: poll_once with ``job_metrics`` replaced by points
     computed once and kept in memory (no access check either): what is left of a poll."""
-    from app.job_widgets import maybe_reconcile
+    from app.ui.job_widgets import maybe_reconcile
     from backend.jobs import service as jobs
 
     if job_id not in FLOOR:
@@ -676,7 +676,7 @@ def bench_polling(sessions: int, seconds: float, points: int) -> list[str]:
     home = tb.fresh_home("dash-poll-")
     with postgres() as url:
         use_database(url)
-        from backend.users import ensure_local_user
+        from backend.accounts.users import ensure_local_user
 
         user = ensure_local_user()
         ds = tb.ready_dataset(user, tb.lognormal_dataset(tb.OUT / "lognormal-80.jsonl", 80))
@@ -745,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.which == "_writer":  # (c)'s writer process
-        from backend.config import reset_settings
+        from backend.core.config import reset_settings
 
         reset_settings()
         Path(args.out).write_text(json.dumps(writer(args.job_id, args.seconds,

@@ -1,6 +1,6 @@
 """The overhead of the product's 2-worker DDP paths: its DDP loop inside a Ray Train worker group
 (remote clusters, GPUs) and as ranks forked by the job's driver (``local group``: 2-worker CPU jobs
-on a local head, ray_jobs/local_group.py), each against the same loop under
+on a local head, ray_jobs/driver/local_group.py), each against the same loop under
 ``torchrun --nproc_per_node 2`` (gloo), same data, model, config, steps and threads, in one
 invocation.
 
@@ -40,8 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.train_bench import (BASE_CONFIG, OUT, load_average, lognormal_dataset,  # noqa: E402
-                               model_path, print_table, set_threads)
+from bench.train_bench import (  # noqa: E402
+    BASE_CONFIG,
+    OUT,
+    load_average,
+    lognormal_dataset,
+    model_path,
+    print_table,
+    set_threads,
+)
 
 SKIP = 5
 
@@ -54,7 +61,7 @@ def machine_cpu_s() -> float:
 
 
 class TorchrunRuntime:
-    """The loop's runtime contract under torchrun (see ray_jobs.runtime.RayTrainRuntime)."""
+    """The loop's runtime contract under torchrun (see ray_jobs.driver.runtime.RayTrainRuntime)."""
 
     in_process = False
 
@@ -91,8 +98,7 @@ class TorchrunRuntime:
 def cpu_in_points():
     """Every metric point the loop hands its sink carries the machine's CPU clock (also in ranks
     forked while it is active)."""
-    from ray_jobs import sinks
-
+    from ray_jobs.driver import sinks
     add = sinks.MetricBuffer.add
 
     def add_with_cpu(self, point, progress=None):
@@ -107,8 +113,7 @@ def cpu_in_points():
 
 def instrumented(loop_config, runtime=None):
     """``train_loop_per_worker`` with the machine's CPU clock added to every metric point."""
-    from ray_jobs import lora_worker as lw
-
+    from ray_jobs.worker import loop as lw
     with cpu_in_points():
         return lw.train_loop_per_worker(loop_config, runtime=runtime)
 
@@ -116,8 +121,8 @@ def instrumented(loop_config, runtime=None):
 def child_torchrun(argv: list[str]) -> int:
     import torch.distributed as dist
 
-    from ray_jobs import recipe as recipe_mod
     from ray_jobs import train_lora
+    from ray_jobs.driver import recipe as recipe_mod
 
     set_threads(1)
     dist.init_process_group("gloo", timeout=timedelta(seconds=120))
@@ -133,8 +138,8 @@ def child_torchrun(argv: list[str]) -> int:
 def child_ray(argv: list[str]) -> int:
     import ray
 
-    from ray_jobs import recipe, train_lora
-
+    from ray_jobs import train_lora
+    from ray_jobs.driver import recipe
     recipe.train_loop_per_worker = instrumented  # what the TorchTrainer workers run
     temp = tempfile.mkdtemp(prefix="brt-bench-", dir="/tmp")
     try:
@@ -147,7 +152,7 @@ def child_ray(argv: list[str]) -> int:
 
 def child_local(argv: list[str]) -> int:
     """The path a 2-worker CPU job on a local head takes: ranks forked by the driver
-    (ray_jobs.local_group), which inherit the patched metric buffer."""
+    (ray_jobs.driver.local_group), which inherit the patched metric buffer."""
     from ray_jobs import train_lora
 
     with cpu_in_points():

@@ -98,8 +98,8 @@ def main() -> None:
     rows = []
     try:
         os.environ.update(RAY_ADDRESS=head.address, RAY_AUTH_MODE="disabled")
-        from backend.config import reset_settings
-        from backend.users import ensure_local_user
+        from backend.accounts.users import ensure_local_user
+        from backend.core.config import reset_settings
 
         reset_settings()
         user = ensure_local_user()

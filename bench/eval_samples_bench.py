@@ -4,7 +4,7 @@ answers of ≤ 64 tokens at step 0 and at every evaluation) against the same run
     python bench/eval_samples_bench.py                                   # the tiny model
     python bench/eval_samples_bench.py --base-model PATH_OR_ID --repeats 1   # e.g. SmolLM2
 
-Each run is the product's worker loop (``ray_jobs.lora_worker.train_loop_per_worker``) in this
+Each run is the product's worker loop (``ray_jobs.worker.loop.train_loop_per_worker``) in this
 process with the in-process runtime (what a one-CPU-worker job runs in its Ray job's driver), the
 preset's configuration (``--preset``, default balanced, ``--set key=value`` overrides) and an
 in-memory sink. Variants interleaved (with, without, without, with, …). Figures per run: the run's
@@ -33,11 +33,10 @@ OUT = ROOT / "bench" / "out"
 
 def run_once(config: dict, samples: int, home: Path) -> dict:
     """One training run; returns the figures of its result."""
-    from ray_jobs.lora_worker import train_loop_per_worker
-    from ray_jobs.runtime import InProcessRuntime
-    from ray_jobs.sinks import CollectingSink
-
-    import ray_jobs.eval_samples as es
+    import ray_jobs.worker.samples as es
+    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.driver.sinks import CollectingSink
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     generate, gen_cpu = es.generate, [0.0]
 

@@ -10,7 +10,7 @@ What it does, in one process:
    nothing is downloaded; speed and memory do not need trained weights) and a synthetic
    conversation dataset whose lengths spread from a quarter of the sequence length to beyond it;
 2. for each configuration (sequence length x gradient checkpointing) trains with
-   - the product's per-worker loop (``ray_jobs.lora_worker.train_loop_per_worker``) run in this
+   - the product's per-worker loop (``ray_jobs.worker.loop.train_loop_per_worker``) run in this
      process by a runtime that puts it on the GPU (:class:`DeviceRuntime`; checkpoints are not
      persisted, so pyarrow is not needed), as a GPU job (``use_gpu``: bf16 base weights, fp32 LoRA);
    - ``transformers.Trainer`` with ``bf16`` and length grouping on the same model, LoRA and
@@ -82,7 +82,7 @@ def build_model(folder: Path, shape: dict, home: Path, device=None) -> dict:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from backend.training.tiny_model import ensure_tiny_model
+    from backend.base_models.tiny_model import ensure_tiny_model
 
     tok = AutoTokenizer.from_pretrained(ensure_tiny_model(home), local_files_only=True)
     config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
@@ -100,7 +100,7 @@ def build_model(folder: Path, shape: dict, home: Path, device=None) -> dict:
 def write_dataset(path: Path, conversations: int, seq: int, seed: int = 0) -> None:
     """Conversations of roughly seq/4 .. 1.2 x seq tokens (the tiny tokenizer makes ~1 token of
     3-4 characters of this text): a user question and a long assistant answer each."""
-    from backend.training.tiny_model import _CORPUS  # the English text the tokenizer learned
+    from backend.base_models.tiny_model import _CORPUS  # the English text the tokenizer learned
 
     words = _CORPUS.split()
     rng = random.Random(seed)
@@ -129,7 +129,7 @@ def _fresh_peak(cuda: bool) -> None:
 # ----- the product's loop ------------------------------------------------------------------------
 def device_runtime(device):
     """The product's in-process runtime on ``device``, checkpoints not persisted."""
-    from ray_jobs.runtime import InProcessRuntime
+    from ray_jobs.driver.runtime import InProcessRuntime
 
     class DeviceRuntime(InProcessRuntime):
         def __init__(self):
@@ -158,8 +158,8 @@ def run_product(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
                 out: Path) -> dict:
     import torch
 
-    from ray_jobs.lora_worker import train_loop_per_worker
-    from ray_jobs.sinks import CollectingSink
+    from ray_jobs.driver.sinks import CollectingSink
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     cuda = device.type == "cuda"
     _fresh_peak(cuda)
@@ -187,8 +187,8 @@ def run_trainer(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
                 out: Path) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
+                              TrainerCallback, TrainingArguments)
 
     from backend.training.data import encode_all, load_split
 

@@ -51,7 +51,7 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training.base_models import resolve_base_model
+    from backend.base_models.registry import resolve_base_model
     from backend.training.data import encode_all, load_split
 
     torch.set_num_threads(2)

@@ -30,7 +30,7 @@ bigger benchmark model, scratch homes). Each default run takes a few minutes on 
    its first point. Breakdown from the polled job row (status/stage changes) and from lines
    of the Ray job's log (polled every 0.5 s; they reach the log up to ~1 s late). Goal: ≤ 15 s.
 4. **loss-variants** (not a goal) — the product's step (output layer applied only at positions whose
-   next label is trained: ``ray_jobs.losses``) against the same step computing logits at every
+   next label is trained: ``ray_jobs.worker.losses``) against the same step computing logits at every
    position, as it did before. Same batches, same model; per step.
 
 Threads: ``--threads`` (default 1, the thread count Ray gives a 1-CPU worker) is set through
@@ -112,7 +112,7 @@ def lognormal_dataset(path: Path, n: int, seed: int = 0, median_words: float = 1
 
 
 def tiny_model() -> Path:
-    from backend.training.tiny_model import ensure_tiny_model
+    from backend.base_models.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model(OUT / "home")
 
@@ -143,7 +143,7 @@ def model_path(name: str) -> Path:
 
 
 def train_config(path: Path, **overrides: Any):
-    from ray_jobs.lora_worker import TrainConfig
+    from ray_jobs.worker.loop import TrainConfig
 
     return TrainConfig(**{**BASE_CONFIG, "base_model": str(path), **overrides})
 
@@ -198,8 +198,8 @@ def product_run(path: Path, cfg, tok, encoded):
     import torch
 
     from backend.training.data import make_batches, shard_batches
-    from ray_jobs import lora_worker as lw
-    from ray_jobs.sinks import NullSink
+    from ray_jobs.driver.sinks import NullSink
+    from ray_jobs.worker import loop as lw
 
     batches = shard_batches(make_batches(encoded, cfg.batch_size, cfg.seed, 0), 0, 1)
     run = lw._Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
@@ -215,8 +215,7 @@ def product_run(path: Path, cfg, tok, encoded):
 def product_step(run, batch: tuple[list[int], bool]) -> tuple[float, int, float]:
     """One optimizer step as ``_train`` makes it (accumulation 1): (loss sum, real tokens,
     trained tokens)."""
-    from ray_jobs import lora_worker as lw
-
+    from ray_jobs.worker import loop as lw
     trained = float(sum(run.train[i].trained_tokens for i in batch[0]))
     loss_sum, real_tokens, _, _ = lw._optimizer_step(run, [batch], trained)
     return loss_sum, real_tokens, trained
@@ -242,8 +241,7 @@ def naive_epoch(path: Path, cfg, tok, encoded) -> dict[str, float]:
     """One epoch of the textbook HF + PEFT loop: random batches padded to their longest row."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq,
-                              get_linear_schedule_with_warmup)
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
 
     from backend.training.data import padding_efficiency
 
@@ -361,9 +359,8 @@ def instrumented_loop(loop_config: dict[str, Any]):
     """The product's ``train_loop_per_worker`` with two CPU clocks added to every metric point:
     ``bench_step_cpu_s`` (CPU time of the thread running ``_optimizer_step``, that step only) and
     ``bench_process_cpu_s`` (CPU time of the whole worker process so far: Ray's threads too)."""
-    from ray_jobs import lora_worker as lw
-    from ray_jobs import sinks
-
+    from ray_jobs.driver import sinks
+    from ray_jobs.worker import loop as lw
     step_cpu = [0.0]
     optimizer_step, add = lw._optimizer_step, sinks.MetricBuffer.add
 
@@ -388,8 +385,8 @@ def child_inproc(argv: list[str]) -> int:
     """The product's ``train_loop_per_worker`` in this process, with the loop config the recipe
     builds, and the ``ray.train`` calls replaced by their single-process meaning."""
     from bench import train_bench
-    from ray_jobs import recipe as recipe_mod
     from ray_jobs import train_lora
+    from ray_jobs.driver import recipe as recipe_mod
 
     recipe = train_lora.setup(train_lora.build_parser().parse_args(argv))
     with outside_ray():
@@ -403,8 +400,8 @@ def child_ray(argv: list[str]) -> int:
     import ray
 
     from bench import train_bench
-    from ray_jobs import recipe, train_lora
-
+    from ray_jobs import train_lora
+    from ray_jobs.driver import recipe
     recipe.train_loop_per_worker = train_bench.instrumented_loop  # what TorchTrainer runs
     temp = tempfile.mkdtemp(prefix="brt-bench-", dir="/tmp")
     try:
@@ -490,7 +487,7 @@ def ray_overhead(args: argparse.Namespace) -> list[tuple]:
 # ----- 3. submit → first metric point ------------------------------------------------------------
 def fresh_home(prefix: str) -> Path:
     """A new SQLite + local-object home under bench/out/ with the tiny model linked in."""
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
     from backend.db.session import dispose_engines
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -541,8 +538,8 @@ LOG_MARKERS = (("Running entrypoint", "Ray runs the driver (runtime env ready)")
 def time_first_metric(user, dataset_id: str, overrides: list[str], timeout_s: float,
                       log_to: Path | None = None, workers: int = 1) -> dict[str, float]:
     """create_job, then poll the job row every 20 ms; seconds from the call to each change."""
-    from backend.jobs import service as jobs
     from backend.cluster.gateway import get_gateway
+    from backend.jobs import service as jobs
 
     submit_job, submitted = jobs.submit_job, {}
 
@@ -598,8 +595,8 @@ def setup_parts(dataset: Path) -> dict[str, float]:
     t = time.perf_counter()
     tok, encoded = encoded_train(path, dataset, cfg)
     t_data = time.perf_counter() - t
-    from ray_jobs import lora_worker as lw
-    from ray_jobs.sinks import NullSink
+    from ray_jobs.driver.sinks import NullSink
+    from ray_jobs.worker import loop as lw
 
     run = lw._Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
                   train=encoded, total_steps=100)
@@ -611,8 +608,8 @@ def setup_parts(dataset: Path) -> dict[str, float]:
 
 
 def first_metric(args: argparse.Namespace) -> list[tuple]:
+    from backend.accounts.users import ensure_local_user
     from backend.cluster.gateway import free_ports, start_head, stop_head
-    from backend.users import ensure_local_user
 
     dataset = lognormal_dataset(OUT / f"lognormal-{args.conversations}.jsonl", args.conversations)
     home = fresh_home("first-metric-")
@@ -621,7 +618,7 @@ def first_metric(args: argparse.Namespace) -> list[tuple]:
     rows: list[tuple] = []
     try:
         os.environ.update(RAY_ADDRESS=head.address, RAY_AUTH_MODE="disabled")
-        from backend.config import reset_settings
+        from backend.core.config import reset_settings
 
         reset_settings()
         user = ensure_local_user()
@@ -651,9 +648,9 @@ def first_metric(args: argparse.Namespace) -> list[tuple]:
 
 # ----- 4. the loss: output layer at trained positions only vs every position -------------------
 def _full_logits_loss(model, inner, batch):
-    """What the step computed before ``ray_jobs.losses.trained_loss_sum``: logits at every
+    """What the step computed before ``ray_jobs.worker.losses.trained_loss_sum``: logits at every
     position (padding, system and user tokens included), then the masked cross-entropy."""
-    from ray_jobs.losses import token_loss_sum
+    from ray_jobs.worker.losses import token_loss_sum
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     return token_loss_sum(logits, batch["labels"])
@@ -661,8 +658,7 @@ def _full_logits_loss(model, inner, batch):
 
 @contextlib.contextmanager
 def loss_variant(run, variant: str):
-    from ray_jobs import lora_worker as lw
-
+    from ray_jobs.worker import loop as lw
     original = lw.trained_loss_sum
     if variant == "all positions (before)":
         lw.trained_loss_sum = _full_logits_loss

@@ -30,8 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.train_bench import (encoded_train, interleaved, load_average, print_table,  # noqa: E402
-                               product_epoch, set_threads, train_config)
+from bench.train_bench import (  # noqa: E402
+    encoded_train,
+    interleaved,
+    load_average,
+    print_table,
+    product_epoch,
+    set_threads,
+    train_config,
+)
 
 SMOLLM = "smollm2-135m-instruct"
 LORA = {"learning_rate": 1e-3, "batch_size": 4, "lora_rank": 16, "lora_alpha": 32,
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    from backend.training.base_model_catalog import install_model
+    from backend.base_models.catalog import install_model
 
     started = time.time()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} trainer-vs-product, load {load_average()}",

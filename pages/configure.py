@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import config_form as form
 from app.auth import current_user
-from app.estimate_panel import cached_estimate, show_budget, show_estimate, show_mask_preview
-from app.widgets import fmt_int, format_label, handled, literal, page_path, show_error
+from app.configure import form
+from app.configure.estimate import cached_estimate, show_budget, show_estimate, show_mask_preview
+from app.ui.widgets import fmt_int, format_label, handled, literal, page_path, show_error
+from backend.core.errors import BrightRunError
 from backend.datasets import service as ds
 from backend.jobs import service as jobs
-from backend.errors import BrightRunError
 
 PARENT_KEY = "configure_parent_model_id"
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, job_charts
 from app.auth import current_user
-from app.job_widgets import fmt_money
-from app.widgets import handled, literal, page_path, show_error
-from backend import costs, users
-from backend.errors import BrightRunError
+from app.ui import charts, job_charts
+from app.ui.job_widgets import fmt_money
+from app.ui.widgets import handled, literal, page_path, show_error
+from backend import costs
+from backend.accounts import users
+from backend.core.errors import BrightRunError
 
 TYPE_LABELS = {"compute": "Compute", "storage": "Storage", "data_transfer": "Data transfer"}
 

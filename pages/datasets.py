@@ -10,12 +10,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app.auth import current_user
-from app.dataset_detail import detail_view
-from app.dataset_list import BUSY, list_view, show_flash
-from app.dataset_upload import upload_form
-from app.widgets import handled, show_error
+from app.datasets.detail import detail_view
+from app.datasets.listing import BUSY, list_view, show_flash
+from app.datasets.upload import upload_form
+from app.ui.widgets import handled, show_error
+from backend.core.errors import BrightRunError
 from backend.datasets import service as ds
-from backend.errors import BrightRunError
 
 POLL_SECONDS = 3
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.auth import current_user
-from app.widgets import (badge_markdown, fmt_int, fmt_time, handled, literal, page_path,
-                         short_label)
+from app.ui.widgets import badge_markdown, fmt_int, fmt_time, handled, literal, page_path, short_label
 from backend import adapters, costs
 from backend.datasets import service as ds
 from backend.jobs import service as jobs

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import job_charts
-from app.monitor_samples import compare_panel
 from app.auth import current_user
-from app.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
-                             job_label, name_markdown, progress_fraction)
-from app.widgets import badge_markdown, fmt_time, handled, literal, page_path
-from backend import states
+from app.ui import job_charts
+from app.ui.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
+                                job_label, name_markdown, progress_fraction)
+from app.ui.samples import compare_panel
+from app.ui.widgets import badge_markdown, fmt_time, handled, literal, page_path
+from backend.core import states
 from backend.jobs import service as jobs
 
 STATUSES = ("any", *states.JOB)

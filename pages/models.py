@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import model_actions as actions
-from app import model_widgets as mw
 from app.auth import current_user
-from app.monitor_samples import model_panel as answers
-from app.playground import playground
-from app.widgets import handled, open_detail, page_path, show_error
+from app.models import actions
+from app.models import widgets as mw
+from app.models.playground import playground
+from app.ui.samples import model_panel as answers
+from app.ui.widgets import handled, open_detail, page_path, show_error
 from backend import adapters as models
-from backend.errors import BrightRunError
+from backend.core.errors import BrightRunError
 
 SORTS = {"newest": "created_at", "quality": "quality", "name": "name"}
 STATUSES = ("any", "stored", "deployed", "archived")

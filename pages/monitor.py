@@ -14,14 +14,14 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from app.auth import current_user
-from app.job_widgets import job_label, maybe_reconcile
-from app.monitor_startup import startup
-from app.monitor_panels import charts, checkpoints, logs, snapshot
-from app.monitor_samples import monitor_panel as samples
-from app.monitor_summary import cancel, current_metrics, header, outcome
-from app.widgets import handled, page_path, show_error
-from backend import states
-from backend.errors import BrightRunError
+from app.monitor.panels import charts, checkpoints, logs, snapshot
+from app.monitor.startup import startup
+from app.monitor.summary import cancel, current_metrics, header, outcome
+from app.ui.job_widgets import job_label, maybe_reconcile
+from app.ui.samples import monitor_panel as samples
+from app.ui.widgets import handled, page_path, show_error
+from backend.core import states
+from backend.core.errors import BrightRunError
 from backend.jobs import service as jobs
 
 POLL_SECONDS = 3

@@ -7,10 +7,9 @@ from urllib.parse import parse_qsl, urlsplit
 import streamlit as st
 
 from app.auth import current_user
-from app.widgets import (PAGES_DIR, badge_markdown, fmt_time, handled, literal, page_path,
-                         show_error)
+from app.ui.widgets import PAGES_DIR, badge_markdown, fmt_time, handled, literal, page_path, show_error
 from backend import notifications as nt
-from backend.errors import BrightRunError
+from backend.core.errors import BrightRunError
 
 
 def _target(action_url: str | None) -> tuple[str, dict] | None:

@@ -7,7 +7,7 @@ By hand (prints progress as JSON lines; see docs/training.md)::
     ray job submit --entrypoint-num-cpus 0 --runtime-env-json '{"env_vars": {"PYTHONPATH": "REPO"}}' \\
         -- python -m ray_jobs.train_lora --config config.json --dataset file:///data/x.jsonl …
 
-``--config`` is a JSON object of hyperparameters (:class:`ray_jobs.lora_worker.TrainConfig`;
+``--config`` is a JSON object of hyperparameters (:class:`ray_jobs.worker.loop.TrainConfig`;
 missing keys take their defaults). Inside a Ray job (``RAY_ADDRESS`` set by Ray) it joins that
 cluster; run as a plain script it starts a local Ray. Re-running with the same ``--storage-path``
 and ``--name`` resumes from the latest checkpoint. Exit status: 0 done, 1 training failed,
@@ -23,11 +23,11 @@ import time
 import traceback
 from pathlib import Path
 
-from backend.errors import BrightRunError, InvalidInput
+from backend.core.errors import BrightRunError, InvalidInput
 from backend.training.data import local_path
-from ray_jobs.train_job import run_job
-from ray_jobs.recipe import (Recipe, _failure_message, _read_config, _storage, cleanup, save, train)
-from ray_jobs.sinks import make_sink
+from ray_jobs.driver.recipe import Recipe, _failure_message, _read_config, _storage, cleanup, save, train
+from ray_jobs.driver.sinks import make_sink
+from ray_jobs.driver.train_job import run_job
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +79,7 @@ def setup(args: argparse.Namespace) -> Recipe:
     elif filesystem is None:
         output = str(Path(storage_path) / name / "adapter")
     else:
-        from backend.config import get_settings
+        from backend.core.config import get_settings
         output = str(get_settings().home / "adapters" / name)
     sink = json.loads(args.sink) if args.sink else {"kind": "print"}
     return Recipe(config=config, dataset=dataset, output=output, name=name,

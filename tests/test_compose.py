@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 import yaml
 
-from backend.config import ENV_VARS, load_settings
 from backend.cluster.gateway import is_loopback_host, parse_dashboard_address
+from backend.core.config import ENV_VARS, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -104,7 +104,7 @@ def test_no_import_cycles():
 def test_graph_sees_function_level_imports():
     graph = import_graph()
     assert "backend.training.catalogs" in graph["backend.jobs.estimates"]
-    assert "backend.jobs.service" in graph["app.job_widgets"]
+    assert "backend.jobs.service" in graph["app.ui.job_widgets"]
 
 
 def test_module_and_page_sizes():

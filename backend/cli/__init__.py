@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backend.errors import BrightRunError
+from backend.core.errors import BrightRunError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BrightRunError as exc:
         from backend.cli.common import visible
-        from backend.config import mask_secrets
+        from backend.core.config import mask_secrets
 
         print(f"error [{exc.code}]: {visible(mask_secrets(str(exc)), one_line=True)}",
               file=sys.stderr)

@@ -59,7 +59,7 @@ def register(sub) -> None:
 
 
 def cmd_config(args) -> int:
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     rows = get_settings().describe()
     if args.json:
@@ -81,7 +81,7 @@ def cmd_users_create(args) -> int:
     import getpass
     import os
 
-    from backend.users import create_user
+    from backend.accounts.users import create_user
 
     password = args.password or os.environ.get("BRIGHTRUN_NEW_PASSWORD") or getpass.getpass()
     u = create_user(args.email, args.name, password, args.role, args.budget)
@@ -90,7 +90,7 @@ def cmd_users_create(args) -> int:
 
 
 def cmd_users_list(args) -> int:
-    from backend.users import list_users
+    from backend.accounts.users import list_users
 
     users = list_users(actor(args))
     if args.json:
@@ -102,7 +102,7 @@ def cmd_users_list(args) -> int:
 
 
 def cmd_users_budget(args) -> int:
-    from backend.users import find_user, set_budget
+    from backend.accounts.users import find_user, set_budget
 
     target = find_user(args.email)
     u = set_budget(actor(args), target.id, args.amount or None)
@@ -111,7 +111,7 @@ def cmd_users_budget(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    from backend.config import get_settings
+    from backend.core.config import get_settings
     from backend.jobs.reconciler import reconcile_all, run_loop
 
     if not args.loop:
@@ -137,7 +137,7 @@ def cmd_notes_list(args) -> int:
 
 
 def cmd_notes_read(args) -> int:
-    from backend.errors import InvalidInput
+    from backend.core.errors import InvalidInput
     from backend.notifications import mark_all_read, mark_read
 
     who = actor(args)

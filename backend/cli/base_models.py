@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from backend.training.base_model_catalog import list_base_models, params_text, size_text
+    from backend.base_models.catalog import list_base_models, params_text, size_text
 
     models = list_base_models()
     if args.json:
@@ -47,7 +47,7 @@ def _with_progress(run, description: str, quiet: bool):
 
 
 def cmd_install(args) -> int:
-    from backend.training.base_model_catalog import install_model
+    from backend.base_models.catalog import install_model
 
     marker = _with_progress(lambda progress: install_model(args.id, progress=progress),
                             f"installing {safe(args.id)}", args.quiet)
@@ -56,7 +56,7 @@ def cmd_install(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from backend.training.base_model_install import add, base_models_root
+    from backend.base_models.install import add, base_models_root
 
     marker = _with_progress(lambda progress: add(args.path, base_models_root(), args.id, progress),
                             f"adding {safe(args.path)}", False)

@@ -49,7 +49,7 @@ def literal_text(text: Any) -> Text:
 
 
 def actor(args):
-    from backend.users import cli_actor
+    from backend.accounts.users import cli_actor
 
     return cli_actor(getattr(args, "user", None))
 

@@ -71,10 +71,10 @@ class _Progress:
 
 
 def cmd_upload(args) -> int:
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    from backend.core.errors import InvalidInput
     from backend.datasets.service import upload_dataset
-    from backend.errors import InvalidInput
 
     who = actor(args)
     if not os.path.isfile(args.file):
@@ -96,8 +96,8 @@ def cmd_upload(args) -> int:
 
 
 def _wait(who, dataset_id: str, timeout: float, quiet: bool):
+    from backend.core.errors import BrightRunError
     from backend.datasets.service import get_dataset, reconcile_validations
-    from backend.errors import BrightRunError
 
     deadline = time.monotonic() + timeout
     with err_console.status("validating on Ray…", spinner="dots") if not quiet else _Null():

@@ -57,8 +57,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from backend.errors import InvalidInput
     from backend.adapters import download_urls, model_files, open_file
+    from backend.core.errors import InvalidInput
 
     who = actor(args)
     if args.urls:

@@ -30,11 +30,21 @@ from urllib.parse import urlparse
 import requests
 
 from backend import ROOT
-from backend.config import ENV_VARS, Settings, get_settings
-from backend.errors import ConfigError, InvalidInput, NotFound, RayError
-from backend.cluster.head import (HEAD_START_TIMEOUT_S, HeadProcess, _file_lock,  # noqa: F401
-                              _read_head_record, auth_headers, dashboard_answers, free_ports,
-                              port_in_use, short_temp_dir, start_head, stop_head)
+from backend.cluster.head import (  # noqa: F401
+    HEAD_START_TIMEOUT_S,
+    HeadProcess,
+    _file_lock,
+    _read_head_record,
+    auth_headers,
+    dashboard_answers,
+    free_ports,
+    port_in_use,
+    short_temp_dir,
+    start_head,
+    stop_head,
+)
+from backend.core.config import ENV_VARS, Settings, get_settings
+from backend.core.errors import ConfigError, InvalidInput, NotFound, RayError
 
 JOB_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import requests
 
-from backend.errors import RayError
+from backend.core.errors import RayError
 
 HEAD_START_TIMEOUT_S = 90.0
 # Keeps the node address 127.0.0.1 (no multi-node cluster: other machines cannot join this head).
@@ -35,7 +35,7 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 def auth_headers() -> dict[str, str]:
     """Authorization header for a cluster with token auth (RAY_AUTH_TOKEN), else nothing."""
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     token = get_settings().ray_auth_token
     return {"Authorization": f"Bearer {token}"} if token else {}

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import orjson
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 V4 = "brightrun_lora_v4"
 V3 = "brightrun_lora_v3"

@@ -8,18 +8,18 @@ from typing import BinaryIO
 
 from sqlalchemy import func, or_, select
 
-from backend import states
-from backend.access import check_owner, scope
-from backend.config import get_settings
+from backend.core import states
+from backend.core.access import check_owner, scope
+from backend.core.config import get_settings
+from backend.core.errors import BrightRunError, Conflict, InvalidInput, NotFound
+from backend.core.pagination import Page, clamp_page
+from backend.core.schemas import DatasetInfo, UserInfo
+from backend.core.text_checks import check_text
 from backend.datasets.uploads import HeartbeatReader, discard, is_stale
 from backend.db.models import Dataset, TrainingJob, new_id, utcnow
 from backend.db.session import session_scope
-from backend.errors import BrightRunError, Conflict, InvalidInput, NotFound
 from backend.notifications import notify
-from backend.pagination import Page, clamp_page
-from backend.schemas import DatasetInfo, UserInfo
 from backend.storage import get_object_store, sanitize_filename
-from backend.text_checks import check_text
 
 log = logging.getLogger(__name__)
 FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", "alpaca")

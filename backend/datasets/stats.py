@@ -10,7 +10,7 @@ from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 from backend.training.plan import held_out_count, split_key
 
 CountTokens = Callable[[list[str]], list[int]]

@@ -52,8 +52,8 @@ def load_tokenizer(base_model: str):
     InvalidInput when the model is not on this machine."""
     from transformers import AutoTokenizer
 
-    from backend.config import get_settings
-    from backend.training.base_models import resolve_base_model
+    from backend.base_models.registry import resolve_base_model
+    from backend.core.config import get_settings
 
     path = resolve_base_model(base_model, get_settings().home)
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -128,7 +128,7 @@ def _code_stamp() -> str:
 
 
 def _counts_dir() -> Path:
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     return get_settings().home / "cache" / "token-counts"
 
@@ -137,8 +137,8 @@ def disk_key(storage_key: str, size: int, base_model: str, max_seq_length: int) 
     """The file name of these counts on disk; None when the base model is not on this machine (or
     anything else keeps its tokenizer files from being read). Imports no ``transformers``."""
     try:
-        from backend.config import get_settings
-        from backend.training.base_models import resolve_base_model
+        from backend.base_models.registry import resolve_base_model
+        from backend.core.config import get_settings
 
         where = resolve_base_model(base_model, get_settings().home)
         folder = Path(where)

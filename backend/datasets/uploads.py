@@ -21,9 +21,9 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 
+from backend.core.errors import BrightRunError
 from backend.db.models import Dataset, utcnow
 from backend.db.session import session_scope
-from backend.errors import BrightRunError
 from backend.storage import get_object_store
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Any, BinaryIO, Iterator
 
 import orjson
 
-from backend.datasets.stats import (WHITESPACE_TOKENIZER, CountTokens, DatasetStats,
-                                   StatsAccumulator, TokenBatcher, tokenizer_counter,
-                                   whitespace_counter)
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 from backend.datasets.formats import (FORMATS, MAIN_KEY, MESSAGE_SPECS, Conversation, RoleCheck,
-                             check_roles, detect_format, extract, sniff_binary)
+                                      check_roles, detect_format, extract, sniff_binary)
+from backend.datasets.stats import (WHITESPACE_TOKENIZER, CountTokens, DatasetStats,
+                                    StatsAccumulator, TokenBatcher, tokenizer_counter,
+                                    whitespace_counter)
 from backend.datasets.validation_fast import FLUSH, fast_loop
 
 __all__ = ["ISSUE_CODES", "Issue", "RoleCheck", "ValidationReport", "check_roles", "sniff_binary",

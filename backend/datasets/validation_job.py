@@ -5,10 +5,10 @@ import contextlib
 import dataclasses
 import logging
 
-from backend.config import get_settings
+from backend.core.config import get_settings
+from backend.core.errors import InvalidInput
 from backend.datasets.templated import (EXACT_PLAN_MAX_BYTES, count_stream, load_tokenizer,
-                                       remember_counts, token_statistics, tokenizer_name)
-from backend.errors import InvalidInput
+                                        remember_counts, token_statistics, tokenizer_name)
 from backend.storage import get_object_store
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def validate_object(key: str, *, declared_format: str | None, max_seq_length: in
     counts (the base model's chat template, as the trainer encodes: :func:`with_templated_tokens`).
     Returns a ``ValidationReport``."""
     report = _validate(key, declared_format, max_seq_length, base_model)
-    from backend.training.base_models import default_base_model
+    from backend.base_models.registry import default_base_model
 
     return with_templated_tokens(report, key, base_model or default_base_model(), max_seq_length)
 
@@ -56,9 +56,8 @@ def with_templated_tokens(report, key: str, base_model: str, max_seq_length: int
 
 def _validate(key: str, declared_format: str | None, max_seq_length: int,
               base_model: str | None):
+    from backend.base_models.registry import default_base_model
     from backend.datasets.validation import tokenizer_counter, validate_stream
-
-    from backend.training.base_models import default_base_model
 
     model = base_model or default_base_model()
     tokenizer = load_tokenizer(model)
@@ -66,7 +65,7 @@ def _validate(key: str, declared_format: str | None, max_seq_length: int,
     store = get_object_store()
     uri = store.uri(key)
     if uri.startswith("file://") and store.size(key) >= PARALLEL_MIN_BYTES:
-        from backend.training.base_models import resolve_base_model
+        from backend.base_models.registry import resolve_base_model
         from backend.datasets.validation_parallel import validate_path
 
         folder = resolve_base_model(model, get_settings().home)

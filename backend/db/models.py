@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint, text)
+                         String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -258,7 +258,7 @@ class Notification(Base):
 
 class EvalSample(Base):
     """A greedy answer to one of a job's fixed validation prompts at one evaluation (step 0: the
-    base model's answer), with the reference answer (``ray_jobs/eval_samples.py``)."""
+    base model's answer), with the reference answer (``ray_jobs/worker/samples.py``)."""
     __tablename__ = "eval_samples"
     id: Mapped[str] = _id()
     job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))

@@ -1,5 +1,5 @@
 """Engine and session helper: one engine per database URL, a session scope that commits, rolls back
-and turns database errors into :class:`~backend.errors.DatabaseError`.
+and turns database errors into :class:`~backend.core.errors.DatabaseError`.
 
 Schema handling: an empty embedded (SQLite) database is created automatically by running the Alembic
 migrations; any database whose schema is behind the code is refused with the command to run
@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.config import Settings, get_settings
-from backend.errors import BrightRunError, Conflict, DatabaseError
+from backend.core.config import Settings, get_settings
+from backend.core.errors import BrightRunError, Conflict, DatabaseError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _engines: dict[str, Engine] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 _CACHE_S = 30.0
 _cache_lock = threading.Lock()
@@ -64,7 +64,7 @@ def check_hardware_available(use_gpu: bool, workers: int, hardware_name: str) ->
     """Refuse hardware the cluster does not have, when its resources are known (and the check is
     on: ``BRIGHTRUN_MISSING_RESOURCE_WAIT_S`` > 0). Raises InvalidInput (code
     ``hardware_unavailable``)."""
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     if get_settings().missing_resource_wait_s <= 0:
         return

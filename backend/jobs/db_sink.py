@@ -1,4 +1,4 @@
-"""DbSink: the ProgressSink (ray_jobs/sinks.py) that writes a running job's progress to the database
+"""DbSink: the ProgressSink (ray_jobs/driver/sinks.py) that writes a running job's progress to the database
 through backend.jobs.progress. Lives on rank 0 of the training run."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from backend.jobs import progress as jp
 from backend.db.models import MetricsPoint, utcnow
 from backend.db.session import session_scope
+from backend.jobs import progress as jp
 
 log = logging.getLogger(__name__)
 LOG_FLUSH_S = 2.0
@@ -81,7 +81,7 @@ class DbSink:
         this only records it. Without ``uploaded`` (a run given no upload prefix) the adapter
         folder must be on this machine and is uploaded here, under the same one prefix.
         Raises InvalidInput when the adapter was uploaded elsewhere or is nowhere."""
-        from backend.errors import InvalidInput
+        from backend.core.errors import InvalidInput
         from backend.storage import get_object_store
 
         self.stage("saving")
@@ -136,7 +136,7 @@ def _size(sizes: dict[str, int], name: str) -> int:
 
 
 def normalise_result(result: dict[str, Any]) -> dict[str, Any]:
-    """Map the recipe's result keys (ray_jobs/lora_worker.py ``_result``) onto the names
+    """Map the recipe's result keys (ray_jobs/worker/loop.py ``_result``) onto the names
     ``job_progress.complete_job`` uses; keys already in that form are kept."""
     history = result.get("train_loss_history") or []
     counts = result.get("dataset") or {}

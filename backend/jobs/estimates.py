@@ -6,20 +6,22 @@ from typing import Any
 
 from sqlalchemy import select
 
-from backend.access import check_owner
-from backend.training.catalogs import get_hardware, resolve_model
-from backend.training.catalogs import storage_price_per_gb_month  # noqa: F401 (re-exported)
+from backend.core.access import check_owner
+from backend.core.errors import BrightRunError, InvalidInput, NotFound
+from backend.core.schemas import UserInfo
 from backend.costs import spend_this_month
 from backend.db.models import Dataset, ModelArtifact, TrainingJob, User
 from backend.db.session import session_scope
-from backend.errors import BrightRunError, InvalidInput, NotFound
-from backend.training.estimation import (EVAL_SPEEDUP, CalibrationSample, DatasetStatsInput,
-                                         LengthPercentiles,
-                                budget_check, estimate)
-from backend.training.memory_check import last_memory_check
-from backend.schemas import UserInfo
-from backend.training.catalogs import from_preset
+from backend.training.catalogs import (
+    from_preset,
+    get_hardware,
+    resolve_model,
+    storage_price_per_gb_month,  # noqa: F401 (re-exported)
+)
 from backend.training.config import TrainingConfig, apply_overrides
+from backend.training.estimation import (EVAL_SPEEDUP, CalibrationSample, DatasetStatsInput,
+                                         LengthPercentiles, budget_check, estimate)
+from backend.training.memory_check import last_memory_check
 
 
 def build_config(preset_id: str, *, base_model: str | None = None,
@@ -52,8 +54,8 @@ def model_spec(base_model: str):
     try:
         return resolve_model(base_model)
     except NotFound:
-        from backend.training.base_models import resolve_base_model
-        from backend.config import get_settings
+        from backend.base_models.registry import resolve_base_model
+        from backend.core.config import get_settings
 
         return resolve_model(base_model, model_dir=resolve_base_model(base_model,
                                                                       get_settings().home))
@@ -129,7 +131,7 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
 
     Raises NotFound (dataset, hardware, model size), InvalidInput (dataset not ready, workers).
     """
-    from backend.config import get_settings
+    from backend.core.config import get_settings
     from backend.training.target_modules import check_base_model_targets
 
     hw = get_hardware(hardware_id)

@@ -181,10 +181,10 @@ def _load(job_id: str, actor: Any = None, now: datetime | None = None) -> JobFig
     the Ray job writing its own adapter's README). Raises NotFound."""
     from sqlalchemy import select
 
-    from backend.access import check_owner
+    from backend.core.access import check_owner
+    from backend.core.errors import NotFound
     from backend.db.models import JobLog, MetricsPoint, ModelArtifact, TrainingJob
     from backend.db.session import session_scope
-    from backend.errors import NotFound
 
     with session_scope() as s:
         row = s.get(TrainingJob, job_id)

@@ -27,9 +27,9 @@ from typing import NamedTuple
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
+from backend.core.schemas import MetricsPointInfo
 from backend.db.models import ROLLUP_STEPS, MetricsRollup
 from backend.db.models import MetricsPoint as M
-from backend.schemas import MetricsPointInfo
 
 CACHE_ENTRIES = 64  # (job, max_points, width) entries kept per process; each ≤ ~1,200 points
 _AVG = ("learning_rate", "throughput", "gradient_norm", "gpu_utilization")

@@ -17,12 +17,12 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import delete, func, insert, literal_column, select
 
-from backend import states
+from backend.core import states
+from backend.core.errors import DatabaseError, NotFound
 from backend.costs import add_cost
 from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, EvalSample, JobLog,
                                MetricsPoint, MetricsRollup, TrainingJob, utcnow)
 from backend.db.session import dispose_engines, session_scope
-from backend.errors import DatabaseError, NotFound
 from backend.notifications import notify
 
 log = logging.getLogger(__name__)

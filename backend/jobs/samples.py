@@ -11,11 +11,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from backend.access import check_owner
+from backend.core.access import check_owner
+from backend.core.errors import InvalidInput
+from backend.core.schemas import UserInfo
 from backend.db.models import EvalSample, TrainingJob
 from backend.db.session import session_scope
-from backend.errors import InvalidInput
-from backend.schemas import UserInfo
 
 MAX_COMPARED = 8
 

@@ -9,18 +9,17 @@ from collections import OrderedDict
 
 from sqlalchemy import func, select
 
-from backend import states
-from backend.access import check_owner, scope
-from backend.config import get_settings
+from backend.core import states
+from backend.core.access import check_owner, scope
+from backend.core.config import get_settings
+from backend.core.errors import BrightRunError, BudgetExceeded, InvalidInput
+from backend.core.pagination import Page, clamp_page
+from backend.core.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo
 from backend.costs import money_text
-from backend.db.models import (Checkpoint, Dataset, JobLog, ModelArtifact,
-                               TrainingJob, utcnow)
 from backend.datasets.service import MISSING_GRACE_S, _age_s
+from backend.db.models import Checkpoint, Dataset, JobLog, ModelArtifact, TrainingJob, utcnow
 from backend.db.session import session_scope
-from backend.errors import BrightRunError, BudgetExceeded, InvalidInput
 from backend.jobs.estimates import build_config, estimate_for_dataset
-from backend.pagination import Page, clamp_page
-from backend.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo
 
 log = logging.getLogger(__name__)
 __all__ = ["build_config", "estimate_for_dataset", "create_job", "get_job", "list_jobs",
@@ -59,9 +58,9 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
     BudgetExceeded (over budget without ``allow_over_budget``). A failed Ray submission leaves the
     job ``failed`` with the reason, never ``queued``.
     """
+    from backend.base_models.registry import resolve_base_model
+    from backend.core.text_checks import check_text
     from backend.jobs.capacity import check_hardware_available
-    from backend.text_checks import check_text
-    from backend.training.base_models import resolve_base_model
 
     name = check_text((name or "").strip()[:200], "job name") or None
     config = build_config(preset_id, base_model=base_model, overrides=overrides)
@@ -93,7 +92,7 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
                         "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"],
                         # as the estimate decided it (the setting's none = auto)
                         "gradient_checkpointing": est["vram"]["gradient_checkpointing"],
-                        # the Ray cluster is this machine (ray_jobs.runtime.runtime_kind)
+                        # the Ray cluster is this machine (ray_jobs.driver.runtime.runtime_kind)
                         "local_cluster": local_cluster()},
             estimate=est, budget_decision=decision, total_epochs=config.num_epochs,
             total_steps=est.get("total_steps"), estimated_total_cost=est["cost"]["total"],
@@ -124,9 +123,9 @@ def local_cluster() -> bool:
 
 def submit_job(job_id: str) -> str | None:
     """Submit the training recipe for a queued job; a failed submission marks the job failed."""
-    from backend.jobs.progress import fail_job
     from backend.cluster.gateway import get_gateway
-    from ray_jobs.runtime import driver_cpus, runtime_kind
+    from backend.jobs.progress import fail_job
+    from ray_jobs.driver.runtime import driver_cpus, runtime_kind
 
     local = local_cluster()
     with session_scope() as s:
@@ -135,7 +134,7 @@ def submit_job(job_id: str) -> str | None:
         if gpu.get("local_cluster") != local:  # the cluster setting changed since create_job
             row.gpu_config = gpu = {**gpu, "local_cluster": local}
     # the driver trains itself (one CPU worker) or forks the ranks (CPU workers on a local
-    # cluster): it is scheduled with the CPUs they use (ray_jobs.runtime)
+    # cluster): it is scheduled with the CPUs they use (ray_jobs.driver.runtime)
     workers = int(gpu.get("num_workers") or 1)
     kind = runtime_kind(workers, bool(gpu.get("use_gpu")), local)
     try:
@@ -306,8 +305,8 @@ def reconcile() -> int:
     the job was never submitted (queued without a Ray job for ``NEVER_SUBMITTED_GRACE_S``), or it
     has waited ``BRIGHTRUN_MISSING_RESOURCE_WAIT_S`` for resources the cluster does not have (its
     Ray job is stopped). Returns how many changed."""
-    from backend.jobs.progress import fail_job
     from backend.cluster.gateway import get_gateway
+    from backend.jobs.progress import fail_job
 
     with session_scope() as s:
         active = [(r.id, r.external_job_id, r.updated_at, r.created_at, r.status,

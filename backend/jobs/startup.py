@@ -1,4 +1,4 @@
-"""A job's start-up timeline: the phases its Ray job logged while starting (``ray_jobs.startup``),
+"""A job's start-up timeline: the phases its Ray job logged while starting (``ray_jobs.driver.startup``),
 measured from the moment the job was created, read back for the Monitor and ``jobs show``."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 
+from backend.core.schemas import UserInfo
 from backend.db.models import JobLog
 from backend.db.session import session_scope
-from backend.schemas import UserInfo
-from ray_jobs.startup import PHASES
+from ray_jobs.driver.startup import PHASES
 
 LOG_ROWS = 500  # start-up lines are among a job's first; never read more than this
 

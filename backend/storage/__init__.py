@@ -5,8 +5,8 @@ S3 server, configured by the BRIGHTRUN_S3_* settings). See docs/storage.md for t
 """
 from __future__ import annotations
 
-from backend.config import Settings, get_settings
-from backend.errors import ConfigError
+from backend.core.config import Settings, get_settings
+from backend.core.errors import ConfigError
 from backend.storage.base import ObjectStore
 from backend.storage.keys import join_key, sanitize_filename, sanitize_key, sanitize_prefix
 from backend.storage.local import LocalObjectStore, SignedURL, get_signing_secret

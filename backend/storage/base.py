@@ -4,9 +4,9 @@ Implementations: :class:`~backend.storage.local.LocalObjectStore` (a directory, 
 :class:`~backend.storage.s3.S3ObjectStore` (any S3 server, e.g. MinIO, ``s3://``). Keys are relative
 ``/``-separated paths (see :mod:`backend.storage.keys`); every key is sanitised before use.
 
-Errors: a missing object raises :class:`~backend.errors.NotFound` with code ``object_not_found``; a bad
-key raises :class:`~backend.errors.InvalidInput`; anything the backend itself fails at raises
-:class:`~backend.errors.StorageError`.
+Errors: a missing object raises :class:`~backend.core.errors.NotFound` with code ``object_not_found``; a bad
+key raises :class:`~backend.core.errors.InvalidInput`; anything the backend itself fails at raises
+:class:`~backend.core.errors.StorageError`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from backend.errors import InvalidInput, NotFound, StorageError
+from backend.core.errors import InvalidInput, NotFound, StorageError
 from backend.storage.keys import sanitize_key, sanitize_prefix
 
 DEFAULT_CHUNK = 1 << 20

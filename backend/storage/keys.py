@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 MAX_KEY_BYTES = 1024          # the S3 limit on key length
 MAX_FILENAME_CHARS = 200

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
-from backend.config import Settings, get_settings
-from backend.errors import BrightRunError, ConfigError, InvalidInput, StorageError
+from backend.core.config import Settings, get_settings
+from backend.core.errors import BrightRunError, ConfigError, InvalidInput, StorageError
 from backend.storage.base import DEFAULT_CHUNK, ObjectStore, check_expiry, object_not_found
 from backend.storage.keys import sanitize_filename, sanitize_key, sanitize_prefix
 

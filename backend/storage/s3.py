@@ -2,7 +2,7 @@
 
 Uploads stream (multipart when the length is unknown); downloads stream; expiring URLs are presigned
 GET/PUT URLs. The bucket is created on first write when missing. Errors from minio/urllib3 become
-:class:`~backend.errors.StorageError` with a sentence that names the setting to check.
+:class:`~backend.core.errors.StorageError` with a sentence that names the setting to check.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from backend.config import Settings, get_settings
-from backend.errors import BrightRunError, ConfigError, NotFound, StorageError
+from backend.core.config import Settings, get_settings
+from backend.core.errors import BrightRunError, ConfigError, NotFound, StorageError
 from backend.storage.base import ObjectStore, check_expiry, object_not_found
 from backend.storage.keys import sanitize_filename, sanitize_key, sanitize_prefix
 

@@ -2,7 +2,7 @@
 and known base models. Files live in ``backend/training/catalog/``; each is validated with pydantic on load, so a
 broken edit fails the test suite (tests/backend/test_catalogs.py) instead of a user's estimate.
 
-Lookups raise :class:`~backend.errors.NotFound` with the list of valid ids.
+Lookups raise :class:`~backend.core.errors.NotFound` with the list of valid ids.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backend.errors import BrightRunError, InvalidInput, NotFound
+from backend.core.errors import BrightRunError, InvalidInput, NotFound
 from backend.training.config import TrainingConfig
 
 DATA_DIR = Path(__file__).parent / "catalog"

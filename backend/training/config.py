@@ -3,7 +3,7 @@
 :class:`TrainingConfig` is the single source of truth for every hyperparameter: each field carries its
 help text (reused as dashboard tooltips and in ``docs/training-config.md``) and its bounds. Building a
 config with a bad value or conflicting values raises :class:`InvalidTrainingConfig` (an
-:class:`~backend.errors.InvalidInput`) listing every problem at once; risky-but-legal values are
+:class:`~backend.core.errors.InvalidInput`) listing every problem at once; risky-but-legal values are
 reported by :meth:`TrainingConfig.warnings` instead.
 
 Presets live in ``backend/training/catalog/presets.json`` (see `backend.training.catalogs.from_preset`); the CLI's ``--set key=value``
@@ -20,7 +20,7 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
                       model_validator)
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MAX_EFFECTIVE_BATCH = 8192
@@ -44,7 +44,7 @@ class InvalidTrainingConfig(InvalidInput):
 
 
 def _default_base_model() -> str:
-    from backend.training.base_models import default_base_model  # lazily: reads the environment
+    from backend.base_models.registry import default_base_model  # lazily: reads the environment
 
     return default_base_model()
 

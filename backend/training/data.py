@@ -22,10 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Sequence
 from urllib.parse import unquote, urlparse
 
-from backend.errors import InvalidInput
-
-from backend.training.plan import (GROUP_BATCHES, ConversationTokens, TrainPlan,  # noqa: F401
-                                   held_out_indices, plan_run)
+from backend.core.errors import InvalidInput
+from backend.training.plan import GROUP_BATCHES, ConversationTokens, TrainPlan, held_out_indices, plan_run  # noqa: F401
 
 IGNORE_INDEX = -100
 # GROUP_BATCHES (batches per length-sorting window, as HF LengthGroupedSampler; bigger = less

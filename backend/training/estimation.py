@@ -12,11 +12,16 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from backend.core.errors import InvalidInput
+from backend.training.calibration import (  # noqa: F401
+    SIMILAR_SIZE_FACTOR,
+    CalibrationSample,
+    scaling_factor,
+    startup_seconds,
+    step_overhead,
+)
 from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec, storage_cost
-from backend.errors import InvalidInput
 from backend.training.config import TrainingConfig
-from backend.training.calibration import (SIMILAR_SIZE_FACTOR, CalibrationSample,  # noqa: F401
-                                          scaling_factor, startup_seconds, step_overhead)
 from backend.training.plan import TrainPlan, approximate_plan
 
 GIB = 2**30

@@ -5,7 +5,7 @@ From each conversation's templated token counts (after turn-aware truncation, se
 run will do: the exact validation split, the conversations trained on, the optimizer steps per
 epoch and in all (batches as :func:`backend.training.data.make_batches` cuts them, shared round-robin
 between workers as :func:`~backend.training.data.shard_batches` does, grouped by gradient
-accumulation), the tokens to train, the evaluations and checkpoints. ``ray_jobs/lora_worker.py``
+accumulation), the tokens to train, the evaluations and checkpoints. ``ray_jobs/worker/loop.py``
 trains by this plan and the estimate (``backend/training/estimation.py``) is built on it, so the
 estimate's steps, held-out count and tokens are the run's (docs/estimation.md).
 
@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 
 GROUP_BATCHES = 50  # batches per length-sorting window; the same constant make_batches uses
 

@@ -13,7 +13,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 from backend.training.catalogs import ALL_LINEAR
 
 ALL_LINEAR_WORD = "all-linear"
@@ -80,7 +80,7 @@ def local_module_names(base_model: str, home: str | Path) -> frozenset[str] | No
     """Linear-layer names of ``base_model`` when it is on this machine (the tiny model, a local
     folder, or a Hugging Face id in the local cache); None otherwise. Builds and downloads nothing.
     Raises nothing."""
-    from backend.training.tiny_model import TINY_MODEL_ID, tiny_model_path
+    from backend.base_models.tiny_model import TINY_MODEL_ID, tiny_model_path
 
     name = (base_model or "").strip()
     if name == TINY_MODEL_ID:

@@ -3,14 +3,12 @@ import io
 
 import pytest
 
-from backend import costs, notifications, users
-
-from backend.datasets import service as datasets
-
-from backend.jobs import service as jobs
-
 from backend import adapters as models
-from backend.errors import AccessDenied, NotFound
+from backend import costs, notifications
+from backend.accounts import users
+from backend.core.errors import AccessDenied, NotFound
+from backend.datasets import service as datasets
+from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
 from tests.fixtures.paths import SAMPLE_DATA
 
@@ -20,7 +18,7 @@ SHARED = SAMPLE_DATA
 @pytest.fixture
 def world(db, tmp_path, monkeypatch):
     monkeypatch.setenv("BRIGHTRUN_AUTH", "password")
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
     reset_settings()
     a = users.create_user("a@x.io", "Alice", "password-a", monthly_budget=100)
     b = users.create_user("b@x.io", "Bob", "password-b")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from backend.cli import main
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_notifications_and_costs_commands(db, capsys):
     ("target_modules=q_proj,c_attn", "'c_attn' not found in base model"),
 ])
 def test_jobs_estimate_bad_override_is_one_clear_line(db, capsys, override, message):
+    from backend.accounts.users import ensure_local_user
     from tests.pages.conftest import make_dataset
-    from backend.users import ensure_local_user
 
     ds = make_dataset(ensure_local_user(), "d")
     for cmd in ("estimate", "create"):

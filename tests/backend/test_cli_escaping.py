@@ -51,7 +51,7 @@ def test_visible_one_line():
 @pytest.fixture
 def hostile(db, tmp_path):
     """Datasets, jobs (with a log line and an error), models and notifications named after NAMES."""
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     actor = ensure_local_user()
     ids = []

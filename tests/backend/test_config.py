@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from backend.config import ENV_VARS, Settings, load_settings
-from backend.errors import ConfigError
+from backend.core.config import ENV_VARS, Settings, load_settings
+from backend.core.errors import ConfigError
 from tests.fixtures.paths import REPO
 
 ROOT = REPO
@@ -93,7 +93,7 @@ def test_cli_config_prints_masked(tmp_path):
     ("host=h user=u password=pw-10 dbname=x", "pw-10"),
 ])
 def test_mask_secrets_every_url_shape(text, secret):
-    from backend.config import mask_secrets
+    from backend.core.config import mask_secrets
 
     masked = mask_secrets(text)
     assert secret not in masked and "****" in masked
@@ -103,7 +103,7 @@ def test_mask_secrets_every_url_shape(text, secret):
                                   "http://minio:9000", "postgresql://u@h/db?sslmode=require",
                                   "max_tokens=512 batch_size=8", "tokenizer_name=x"])
 def test_mask_secrets_leaves_the_rest(text):
-    from backend.config import mask_secrets
+    from backend.core.config import mask_secrets
 
     assert mask_secrets(text) == text
 
@@ -135,7 +135,7 @@ def test_cli_never_prints_a_database_password(tmp_path, env):
 def test_a_node_carrying_its_own_secrets_may_not_see_the_heads_secrets_file(tmp_path):
     import json as _json
 
-    from backend.config import ConfigError, load_settings
+    from backend.core.config import ConfigError, load_settings
 
     missing = str(tmp_path / "nope" / "ray-jobs.json")
     base = {"BRIGHTRUN_HOME": str(tmp_path), "BRIGHTRUN_SECRETS_FILE": missing}

@@ -2,11 +2,11 @@
 import pytest
 from sqlalchemy import inspect, select
 
-from backend.config import reset_settings
+from backend.accounts.users import ensure_local_user
+from backend.core.config import reset_settings
+from backend.core.errors import Conflict, DatabaseError
 from backend.db.models import MetricsPoint, TrainingJob
 from backend.db.session import dispose_engines, get_engine, session_scope, upgrade
-from backend.errors import Conflict, DatabaseError
-from backend.users import ensure_local_user
 
 TABLES = {"users", "datasets", "training_jobs", "metrics_points", "checkpoints", "job_logs",
           "model_artifacts", "cost_records", "notifications"}

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from backend import users
-from backend.errors import AuthError
-from backend.login_throttle import LoginThrottle
+from backend.accounts import users
+from backend.accounts.login_throttle import LoginThrottle
+from backend.core.errors import AuthError
 
 
 class Clock:
@@ -108,7 +108,7 @@ def test_authenticate_throttles_then_recovers(db, monkeypatch, clock):
 
 def test_cli_login_throttled_message(db, monkeypatch, capsys, clock):
     from backend.cli import main
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
 
     monkeypatch.setattr(users, "throttle", LoginThrottle(per_email=2, clock=clock))
     monkeypatch.setenv("BRIGHTRUN_AUTH", "password")

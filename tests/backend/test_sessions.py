@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.sessions import revoke_session, sign_session, verify_session
+from backend.accounts.sessions import revoke_session, sign_session, verify_session
 
 KEY, OTHER = b"k" * 32, b"o" * 32
 NOW = 1_800_000_000.0

@@ -1,7 +1,7 @@
 import pytest
 
-from backend import states
-from backend.errors import InvalidTransition
+from backend.core import states
+from backend.core.errors import InvalidTransition
 
 LEGAL = [
     ("dataset", "uploading", "validating"), ("dataset", "validating", "ready"),

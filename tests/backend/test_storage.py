@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from backend.config import load_settings, reset_settings
-from backend.errors import ConfigError, InvalidInput, NotFound, StorageError
+from backend.core.config import load_settings, reset_settings
+from backend.core.errors import ConfigError, InvalidInput, NotFound, StorageError
 from backend.storage import (LocalObjectStore, S3ObjectStore, get_object_store, sanitize_filename,
                              sanitize_key, sanitize_prefix)
 

@@ -7,14 +7,14 @@ import io
 import pytest
 from sqlalchemy import func, select
 
+from backend.accounts.users import ensure_local_user
 from backend.adapters import update_model
+from backend.core.errors import InvalidInput
+from backend.core.text_checks import check_text, control_characters
 from backend.datasets import service as datasets
 from backend.db.models import Dataset, TrainingJob
 from backend.db.session import session_scope
-from backend.errors import InvalidInput
 from backend.jobs import service as jobs
-from backend.text_checks import check_text, control_characters
-from backend.users import ensure_local_user
 from tests.pages.conftest import jsonl, make_dataset
 from tests.pages.job_helpers import finished_job
 
@@ -81,7 +81,7 @@ def test_rename_job_and_model_refuse_control_characters(db, tmp_path):
 
 
 def test_user_name_refuses_control_characters(db):
-    from backend.users import create_user
+    from backend.accounts.users import create_user
 
     with pytest.raises(InvalidInput, match="name contains control characters"):
         create_user("esc@x.io", "Eve\x1b]8;;http://x\x07", "password-123")

@@ -21,7 +21,7 @@ from typing import Iterator
 import requests
 
 from backend.cli import main as cli_main
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 from tests.fixtures.paths import REPO
 
 ROOT = REPO

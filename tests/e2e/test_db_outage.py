@@ -7,13 +7,12 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from backend.accounts.users import ensure_local_user
+from backend.core.errors import DatabaseError
 from backend.datasets import service as datasets
-
-from backend.jobs import service as jobs
 from backend.db.models import MetricsPoint
 from backend.db.session import dispose_engines, session_scope
-from backend.errors import DatabaseError
-from backend.users import ensure_local_user
+from backend.jobs import service as jobs
 from tests.fixtures.paths import SAMPLE_DATA
 
 SHARED = SAMPLE_DATA

@@ -1,20 +1,20 @@
 """One truth for every number (issue 14), end to end on the session's real Ray head with the tiny
 model: for several small jobs (dataset sizes, presets, 1 and 2 workers, truncation) the estimate's
 steps, held-out count and tokens to train are the run's, and every figure of the job reads the same
-through the Monitor / Models (backend.jobs.figures), Jobs / Home (app.job_widgets), Costs
+through the Monitor / Models (backend.jobs.figures), Jobs / Home (app.ui.job_widgets), Costs
 (backend.costs) code paths and the CLI ``--json``."""
 import json
 
 import pytest
 
-from app import job_widgets
+from app.ui import job_widgets
 from backend import adapters, costs
+from backend.accounts.users import ensure_local_user
 from backend.cli import main
 from backend.db.models import JobLog
 from backend.db.session import session_scope
 from backend.jobs import service as jobs
 from backend.jobs.figures import PLAN_FIELDS, get_figures
-from backend.users import ensure_local_user
 
 pytestmark = pytest.mark.ray
 FAST = ["--set", "learning_rate=0.02", "--set", "warmup_steps=0", "--set", "lora_dropout=0"]

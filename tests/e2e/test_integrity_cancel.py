@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
+from backend.accounts.users import ensure_local_user
 from backend.jobs import service as jobs
-from backend.users import ensure_local_user
 from tests.e2e.test_training_job import _dataset
 
 pytestmark = pytest.mark.ray
@@ -59,7 +59,7 @@ def test_cancel_leaves_no_train_actor_alive(ray_env, ray_cluster, capsys):
 
 def test_cancel_stops_a_local_group_and_leaves_no_rank_running(ray_env, capsys):
     """A 2-worker CPU job on this local head trains on ranks forked by its driver
-    (ray_jobs.local_group): cancel stops the Ray job, every rank process is gone, the job stays
+    (ray_jobs.driver.local_group): cancel stops the Ray job, every rank process is gone, the job stays
     cancelled."""
     import psutil
 

@@ -3,7 +3,7 @@
 Four training jobs on the session's Ray head (tiny model, 2 CPU workers, a checkpoint every 2
 steps); in each a worker dies at a different step: twice by the recipe's ``--fail-at-step``
 injection (the last rank raises), twice by a real SIGKILL of a rank's process (on this local head
-the ranks are processes forked by the job's driver: ``ray_jobs.local_group``). Each must
+the ranks are processes forked by the job's driver: ``ray_jobs.driver.local_group``). Each must
 
 - resume from the newest checkpoint the job recorded as saved before the failure — and a
   checkpoint is recorded only once Ray Train has committed it, so that is the newest one Ray
@@ -23,10 +23,10 @@ import psutil
 import pytest
 from sqlalchemy import select
 
+from backend.accounts.users import ensure_local_user
 from backend.db.models import Checkpoint, JobLog, MetricsPoint
 from backend.db.session import session_scope
 from backend.jobs import service as jobs
-from backend.users import ensure_local_user
 from tests.e2e.test_training_job import _dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -27,7 +27,7 @@ UPLOADER = textwrap.dedent("""
     # the background (which makes SIGINT ignored, and Python then leaves it ignored)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from backend.datasets.service import upload_dataset
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     class Slow(io.RawIOBase):
         '''40 MiB of JSONL-looking bytes: the first 20 MiB fast, then 256 KiB every 0.5 s.'''
@@ -79,7 +79,7 @@ def store(request, db):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_upload_leaves_nothing_after_one_reconcile(store, sig):
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     ensure_local_user()
     dispose_engines()
@@ -115,7 +115,7 @@ def test_killed_upload_leaves_nothing_after_one_reconcile(store, sig):
 
 def test_live_upload_is_not_reaped(store):
     """An upload whose process is alive (fresh heartbeat) is left alone by reconcile."""
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     ensure_local_user()
     dispose_engines()

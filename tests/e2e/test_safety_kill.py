@@ -3,7 +3,7 @@ running, all end terminal with a reason within 30 s — through the reconciler t
 (``scripts/run`` starts it beside the dashboard), not a reconcile call by the test.
 
 Ten jobs (tiny model, 2 CPU workers: on the product's own local Ray head their ranks are processes
-forked by the driver, ray_jobs/local_group.py, and each driver reserves both CPUs, so the jobs run
+forked by the driver, ray_jobs/driver/local_group.py, and each driver reserves both CPUs, so the jobs run
 one after another) are each killed when they reach their assigned stage: the driver process just
 started, ``initializing``, the ranks forked (only the driver is killed: its ranks must die with it),
 ``running``, after the first metric points, after a checkpoint."""
@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.cli import main
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 from backend.db.models import Checkpoint, MetricsPoint
 from backend.db.session import dispose_engines, session_scope
 from tests.e2e.safety_helpers import make_home, scripts_run
@@ -72,8 +72,8 @@ def _reached(stage: str, job, procs: list[psutil.Process]) -> bool:
 
 def test_killed_drivers_all_end_terminal_through_the_products_reconciler(
         tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from backend.accounts.users import ensure_local_user
     from backend.jobs import service as jobs
-    from backend.users import ensure_local_user
 
     home = make_home(tmp_path, tiny_model_dir)
     with scripts_run(tmp_path, home) as product:

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from backend.cluster.head import free_ports
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 from tests.e2e.safety_helpers import is_loopback_ip, listening, make_home, run_env, scripts_run
 from tests.fixtures.paths import REPO, SAMPLE_DATA
 
@@ -71,7 +71,7 @@ def _dashboard_address(**env: str) -> subprocess.CompletedProcess:
     """What scripts/run asks before it starts anything."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("BRIGHTRUN_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", "import sys; from backend.config import "
+    return subprocess.run([sys.executable, "-c", "import sys; from backend.core.config import "
                            "print_dashboard_address as p; sys.exit(p())"], cwd=REPO, env=full,
                           capture_output=True, text=True, timeout=60)
 
@@ -116,7 +116,7 @@ def test_no_secret_in_ray_job_metadata(ray_env, ray_cluster, pg_url, s3_env, mon
     monkeypatch.setenv("BRIGHTRUN_SECRET_KEY", signing_key)
     reset_settings()
     dispose_engines()
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     s3_secret = get_settings().s3_secret_key
     assert s3_secret and db_password in get_settings().database_url

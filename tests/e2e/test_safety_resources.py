@@ -10,8 +10,8 @@ import time
 import pytest
 
 from backend.cli import main
-from backend.config import reset_settings
-from backend.errors import InvalidInput
+from backend.core.config import reset_settings
+from backend.core.errors import InvalidInput
 from tests.fixtures.paths import SAMPLE_DATA
 
 pytestmark = [pytest.mark.ray]
@@ -26,8 +26,8 @@ def _dataset(capsys) -> str:
 
 
 def test_gpu_job_on_cpu_cluster(ray_env, capsys, monkeypatch):
+    from backend.accounts.users import ensure_local_user
     from backend.jobs import service as jobs
-    from backend.users import ensure_local_user
 
     monkeypatch.setenv("BRIGHTRUN_MISSING_RESOURCE_WAIT_S", "5")
     reset_settings()

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, OUT, PAGE_TIMEOUT_MS, log_in,
-                                    served_dashboard, settle)
+                                     served_dashboard, settle)
 
 pytestmark = [pytest.mark.browser]
 EMAIL, PASSWORD = "reload@example.com", "reload-password-1"
@@ -28,9 +28,9 @@ def _signed_in(page) -> bool:
 def test_reload_keeps_the_user_signed_in(brightrun_home, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    from backend.config import reset_settings
+    from backend.accounts.users import create_user
+    from backend.core.config import reset_settings
     from backend.db.session import dispose_engines
-    from backend.users import create_user
 
     monkeypatch.setenv("BRIGHTRUN_AUTH", "password")
     monkeypatch.setenv("BRIGHTRUN_SECRET_KEY", "reload-test-secret")

@@ -21,12 +21,12 @@ import pytest
 import requests
 
 from backend.cli import main as cli_main
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 from backend.db.session import dispose_engines
 from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, CliUser, cli_subprocess, log_in,
                                     open_page, screenshot, served_dashboard, settle)
-from tests.fixtures.postgres import _create_database
 from tests.fixtures.paths import SAMPLE_DATA
+from tests.fixtures.postgres import _create_database
 
 SHARED = SAMPLE_DATA
 pytestmark = [pytest.mark.team, pytest.mark.ray, pytest.mark.postgres, pytest.mark.s3,
@@ -175,7 +175,7 @@ def _download_through_presigned_urls(alice: CliUser, model_id: str) -> dict:
 
 def _check_bucket(env: dict, ds: dict, job: dict, files: dict) -> None:
     """The objects really are in the S3 bucket, under the keys the spec names."""
-    from backend.users import find_user
+    from backend.accounts.users import find_user
 
     client, bucket = env["minio"], env["bucket"]
     keys = {o.object_name for o in client.list_objects(bucket, recursive=True)}

@@ -10,12 +10,12 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from backend.jobs import service as jobs
+from backend.accounts.users import ensure_local_user
 from backend.cli import main
 from backend.db.models import Checkpoint, JobLog, MetricsPoint
 from backend.db.session import session_scope
+from backend.jobs import service as jobs
 from backend.notifications import list_notifications
-from backend.users import ensure_local_user
 from tests.fixtures.paths import SAMPLE_DATA
 
 SHARED = SAMPLE_DATA
@@ -84,7 +84,7 @@ def test_job_completes_from_cli(ray_env, capsys, tmp_path, brightrun_home):
     out = tmp_path / "adapter"
     assert main(["models", "download", model_id, "--out", str(out)]) == 0
     assert {"adapter_model.safetensors", "adapter_config.json"} <= {p.name for p in out.iterdir()}
-    from backend.training.tiny_model import ensure_tiny_model
+    from backend.base_models.tiny_model import ensure_tiny_model
     reproduced = _val_loss(str(ensure_tiny_model(brightrun_home)), out, 512)
     assert reproduced == pytest.approx(q["final_validation_loss"], abs=1e-3)
 

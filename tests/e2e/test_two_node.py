@@ -8,7 +8,7 @@ session and temp folders (the driver's temp folders included, via TMPDIR) and py
 directory and HOME and only the secret BRIGHTRUN_* settings, as a team's worker nodes carry them
 (the job hands its workers the other settings, as on a
 real cluster). The training workers are placed on that node by a custom resource only it has
-(``BRIGHTRUN_TEST_WORKER_RESOURCE``, read by ``ray_jobs.recipe.worker_resources``). The job must
+(``BRIGHTRUN_TEST_WORKER_RESOURCE``, read by ``ray_jobs.driver.recipe.worker_resources``). The job must
 complete, its 2 workers must have run there, and exactly one ``models/…/`` prefix — the model
 row's — must be in the bucket.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,15 +34,15 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from backend.accounts.users import ensure_local_user
 from backend.cluster.gateway import free_ports, get_gateway, start_head, stop_head
-from backend.config import reset_settings
+from backend.core.config import reset_settings
 from backend.datasets import service as datasets
 from backend.db.models import ModelArtifact
 from backend.db.session import session_scope
 from backend.jobs import service as jobs
 from backend.storage import get_object_store
-from backend.users import ensure_local_user
-from ray_jobs.recipe import TEST_WORKER_RESOURCE_VAR
+from ray_jobs.driver.recipe import TEST_WORKER_RESOURCE_VAR
 from tests.fixtures.paths import SAMPLE_DATA
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.postgres, pytest.mark.slow]
@@ -82,7 +82,7 @@ def _start_worker_node(gcs: str, base: Path, hidden: list[Path]) -> tuple[subpro
     script = "".join(f"mount -t tmpfs tmpfs {shlex.quote(str(h))} && " for h in hidden)
     script += "".join(f'[ -z "$(ls -A {shlex.quote(str(h))})" ] && ' for h in hidden)
     script += "exec " + shlex.join(ray_cmd) + " || exit 3"
-    from backend.config import get_settings
+    from backend.core.config import get_settings
 
     # like a team deployment's worker nodes (docker/compose.yml), the node carries the secret
     # settings in its own environment: the head's secrets file is hidden from it

@@ -40,7 +40,7 @@ def no_ray(monkeypatch):
 
 @pytest.fixture
 def actor(app_env):
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     return ensure_local_user()
 

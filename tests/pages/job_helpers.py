@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from backend.jobs import service as jobs
 from backend.db.models import TrainingJob, utcnow
 from backend.db.session import session_scope
+from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
 
 
@@ -59,10 +59,9 @@ def fake_adapter(folder: Path, real: bool = False, base_dir: Path | None = None)
         (folder / "adapter_config.json").write_text("{}")
         (folder / "tokenizer.json").write_text("{}")
         return folder
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import torch
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True)
@@ -85,7 +84,7 @@ def complete_job(job_id: str, adapter_dir: Path, sink: DbSink | None = None) -> 
 
 
 def _owner(job_id: str):
-    from backend.users import get_user
+    from backend.accounts.users import get_user
 
     with session_scope() as s:
         user_id = s.get(TrainingJob, job_id).user_id

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from app import charts, config_draft, job_charts
-from app.monitor_panels import as_of
-from app.widgets import fmt_time, short_label
+from app.configure import draft as config_draft
+from app.monitor.panels import as_of
+from app.ui import charts, job_charts
+from app.ui.widgets import fmt_time, short_label
 
 KINDS = {"base_model": str, "target_modules": list, "learning_rate": float, "batch_size": int,
          "eval_every_steps": type(None)}

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from app.widgets import literal
+from app.ui.widgets import literal
+from backend.accounts.users import set_budget
 from backend.jobs import service as jobs
-from backend.users import set_budget
 from tests.pages.conftest import TIMEOUT, jsonl, make_dataset, open_app, texts
 
 
@@ -246,8 +246,7 @@ def test_split_caption_follows_the_validation_fraction(actor, monkeypatch):
 
 
 def test_split_caption_of_a_large_file_is_an_approximation(actor, monkeypatch):
-    from app import config_form
-
+    from app.configure import form as config_form
     monkeypatch.setattr(config_form, "EXACT_SPLIT_MAX_BYTES", 10)
     make_dataset(actor, "big", n=40)
     at = open_app("configure")
@@ -271,7 +270,7 @@ def test_memory_bar_is_markdown_not_a_lazy_widget(actor):
 def test_hardware_labels_fit_and_details_follow_in_a_caption(actor):
     from types import SimpleNamespace as NS
 
-    from app.config_form import HARDWARE_LABEL_CHARS, hardware_labels
+    from app.configure.form import HARDWARE_LABEL_CHARS, hardware_labels
 
     make_dataset(actor, "d")
     at = open_app("configure")
@@ -292,7 +291,7 @@ def test_hardware_labels_fit_and_details_follow_in_a_caption(actor):
 
 @pytest.mark.ray
 def test_start_training_submits_to_ray(ray_env):
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     actor = ensure_local_user()
     make_dataset(actor, "ray run")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.widgets import literal
+from app.ui.widgets import literal
 from backend.datasets import service as datasets
 from backend.db.models import Dataset, TrainingJob
 from backend.db.session import session_scope
@@ -250,14 +250,14 @@ def test_start_training_goes_to_configure_with_the_dataset(actor):
 
 
 def test_empty_state_loads_the_example(actor, no_ray, tmp_path, monkeypatch):
-    import app.widgets
+    import app.ui.widgets
 
     at = open_app("datasets")
     assert "No datasets yet — upload one" in texts(at)
     example = tmp_path / "root" / "examples" / "demo-support-v4.jsonl"
     example.parent.mkdir(parents=True)
     example.write_bytes(jsonl(5))
-    monkeypatch.setattr(app.widgets, "ROOT", tmp_path / "root")
+    monkeypatch.setattr(app.ui.widgets, "ROOT", tmp_path / "root")
     at.run(timeout=TIMEOUT)
     assert "an example: 5 short customer-support conversations" in texts(at)  # the file's count
     at.button(key="datasets_load_example").click().run(timeout=TIMEOUT)
@@ -268,9 +268,9 @@ def test_empty_state_loads_the_example(actor, no_ray, tmp_path, monkeypatch):
 
 
 def test_no_example_button_without_the_file(actor, tmp_path, monkeypatch):
-    import app.widgets
+    import app.ui.widgets
 
-    monkeypatch.setattr(app.widgets, "ROOT", tmp_path)
+    monkeypatch.setattr(app.ui.widgets, "ROOT", tmp_path)
     at = open_app("datasets")
     assert "No datasets yet — upload one" in texts(at)
     assert not [b for b in at.button if b.key == "datasets_load_example"]
@@ -297,8 +297,8 @@ def test_poll_turns_a_dead_validation_into_error(actor, monkeypatch):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_upload_validates_on_ray(ray_env):
+    from backend.accounts.users import ensure_local_user
     from backend.db.session import dispose_engines
-    from backend.users import ensure_local_user
 
     dispose_engines()
     actor = ensure_local_user()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.widgets import literal
+from app.ui.widgets import literal
 from backend.jobs import service as jobs
 from tests.pages.conftest import TIMEOUT, make_dataset, open_app, texts
 from tests.pages.job_helpers import fake_adapter, new_job, run_job

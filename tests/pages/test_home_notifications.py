@@ -2,7 +2,7 @@
 mark read, mark all read, unread only, sidebar unread count)."""
 from __future__ import annotations
 
-from app.widgets import literal
+from app.ui.widgets import literal
 from backend import notifications
 from backend.costs import add_cost
 from backend.db.models import TrainingJob

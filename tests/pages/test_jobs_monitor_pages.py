@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from app.job_widgets import RECONCILE_EVERY_S, maybe_reconcile
-from app.widgets import literal
-from backend.jobs import progress as jp
-from backend.jobs import service as jobs
+from app.ui.job_widgets import RECONCILE_EVERY_S, maybe_reconcile
+from app.ui.widgets import literal
 from backend.db.models import TrainingJob, utcnow
 from backend.db.session import session_scope
+from backend.jobs import progress as jp
+from backend.jobs import service as jobs
 from tests.pages.conftest import TIMEOUT, make_dataset, open_app, texts
 from tests.pages.job_helpers import finished_job, new_job, run_job
 

@@ -8,13 +8,13 @@ import zipfile
 
 import pytest
 
-from app.widgets import literal
-from backend.jobs import progress as jp
-from backend.jobs import service as jobs
+from app.ui.widgets import literal
 from backend import adapters as models
+from backend.accounts.users import create_user, get_user, set_budget
 from backend.costs import add_cost
 from backend.db.session import session_scope
-from backend.users import create_user, get_user, set_budget
+from backend.jobs import progress as jp
+from backend.jobs import service as jobs
 from tests.pages.conftest import TIMEOUT, make_dataset, open_app, texts
 from tests.pages.job_helpers import finished_job, new_job, run_job
 
@@ -178,8 +178,8 @@ def test_a_held_out_prompt_is_asked_in_its_conversation(tiny_model_dir):
     conversation (system prompt, earlier turns, generation prompt), token for token."""
     from transformers import AutoTokenizer
 
-    from app.playground import prompt_ids
-    from ray_jobs.eval_samples import choose_prompts, render
+    from app.models.playground import prompt_ids
+    from ray_jobs.worker.samples import choose_prompts, render
 
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     turns = [{"role": "system", "content": "You are Nora."},
@@ -197,7 +197,7 @@ def test_a_held_out_prompt_is_asked_in_its_conversation(tiny_model_dir):
 
 @pytest.mark.s3
 def test_presigned_links_on_s3(s3_env, tmp_path):
-    from backend.users import ensure_local_user
+    from backend.accounts.users import ensure_local_user
 
     actor = ensure_local_user()
     d = make_dataset(actor, "d")
@@ -263,7 +263,7 @@ def test_one_day_of_spend_is_one_day_wide(actor):
     import json
     from datetime import datetime, timezone
 
-    from app.charts import spend_by_day_chart
+    from app.ui.charts import spend_by_day_chart
 
     d = make_dataset(actor, "d")
     _record(actor, d, "run", 1.5)

@@ -4,7 +4,7 @@ quality against the base model's loss) and the Playground's held-out prompts and
 message."""
 from __future__ import annotations
 
-from app.widgets import literal
+from app.ui.widgets import literal
 from backend.db.models import ModelArtifact
 from backend.db.session import session_scope
 from backend.jobs.db_sink import DbSink

@@ -23,7 +23,10 @@ def test_preload_imports_every_dashboard_module_and_nothing_for_training():
     out = subprocess.run([sys.executable, "-c", CODE], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    modules = sorted(p.stem for p in (REPO / "app").glob("*.py") if p.stem not in ("main", "serve"))
+    modules = sorted(".".join(p.relative_to(REPO / "app").with_suffix("").parts)
+                     for p in (REPO / "app").rglob("*.py")
+                     if p.stem not in ("main", "serve", "__init__"))
+    assert "ui.widgets" in modules and "configure.form" in modules
     assert sorted(got["done"]) == modules
     assert got["heavy"] == [], "a dashboard module imports a training library at import time"
     assert got["services"] == ["backend.jobs.service", "backend.datasets.service", "sqlalchemy"]
@@ -31,9 +34,9 @@ def test_preload_imports_every_dashboard_module_and_nothing_for_training():
 
 
 def test_warm_reads_what_a_first_view_reads_and_leaves_errors_to_the_page(db, monkeypatch):
-    from backend.config import reset_settings
-    from backend.db.session import _checked, dispose_engines
     from app.serve import warm
+    from backend.core.config import reset_settings
+    from backend.db.session import _checked, dispose_engines
 
     dispose_engines()
     assert not _checked
@@ -50,7 +53,7 @@ def test_the_server_says_what_it_could_not_prepare_and_still_starts(tmp_path):
     stderr (the database's without its URL, which may hold a password), then Streamlit starts."""
     code = ("import sys, app.serve as s, streamlit.web.cli as c\n"
             "c.main = lambda: print('STARTED', sys.argv[1:3]) or 0\n"
-            "sys.modules['app.charts'] = None\n"  # its import fails: ImportError
+            "sys.modules['app.ui.charts'] = None\n"  # its import fails: ImportError
             "sys.exit(s.main(['--server.headless', 'true']))\n")
     env = {**__import__("os").environ, "BRIGHTRUN_HOME": str(tmp_path),
            "BRIGHTRUN_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/none"}
@@ -58,6 +61,6 @@ def test_the_server_says_what_it_could_not_prepare_and_still_starts(tmp_path):
                          timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "STARTED ['run'" in out.stdout
-    assert "brightrun serve: could not prepare app.charts: ModuleNotFoundError" in out.stderr
+    assert "brightrun serve: could not prepare app.ui.charts: ModuleNotFoundError" in out.stderr
     assert "brightrun serve: could not prepare database (DatabaseError)" in out.stderr
     assert "secret" not in out.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.widgets import literal
+from app.ui.widgets import literal
 from tests.pages.conftest import MAIN, TIMEOUT, open_app, texts
 
 PAGES = {  # page → text of its empty state
@@ -49,11 +49,11 @@ def test_quick_actions_link_to_pages(app_env):
 
 @pytest.fixture
 def password_env(app_env, monkeypatch):
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
 
     monkeypatch.setenv("BRIGHTRUN_AUTH", "password")
     reset_settings()
-    from backend.users import create_user
+    from backend.accounts.users import create_user
 
     return create_user("ana@example.com", "Ana <i>Admin</i>", "correct horse 1", role="admin")
 
@@ -108,8 +108,8 @@ def test_password_mode_session_cookie_signed_with_secret_key(password_env, monke
     import re
     import time
 
-    from backend.config import reset_settings
-    from backend.sessions import TTL_S, verify_session
+    from backend.accounts.sessions import TTL_S, verify_session
+    from backend.core.config import reset_settings
 
     monkeypatch.setenv("BRIGHTRUN_SECRET_KEY", "s3cret-for-sessions")
     reset_settings()
@@ -141,8 +141,8 @@ def test_password_mode_login_throttled_message(password_env):
 
 
 def test_error_boxes_mask_secrets_and_escape_markup():
-    from app.widgets import error_text
-    from backend.errors import BrightRunError
+    from app.ui.widgets import error_text
+    from backend.core.errors import BrightRunError
 
     exc = BrightRunError("cannot reach postgresql://app:hunter2@db:5432/x?password=s3cret **now**",
                          hint="check token=abc123")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ray_jobs.adapter_card import public_base_model, render_readme, write_adapter_card
+from ray_jobs.worker.adapter_card import public_base_model, render_readme, write_adapter_card
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 """Evaluation samples: which validation prompts, how they are rendered, greedy generation with the
-adapter on and off (ray_jobs/eval_samples.py)."""
+adapter on and off (ray_jobs/worker/samples.py)."""
 from __future__ import annotations
 
 import pytest
 
-from ray_jobs.eval_samples import (MAX_NEW_TOKENS, SamplePrompt, choose_prompts, generate, render,
-                                   sink_items, within_budget)
+from ray_jobs.worker.samples import (MAX_NEW_TOKENS, SamplePrompt, choose_prompts, generate,
+                                      render, sink_items, within_budget)
 
 S, U, A = "system", "user", "assistant"
 
@@ -113,9 +113,9 @@ def test_within_budget(spent, last, elapsed, budget, expected):
 def test_the_loop_keeps_samples_within_their_budget_but_always_samples_both_ends(tmp_path):
     import torch
 
-    from ray_jobs.lora_worker import train_loop_per_worker
-    from ray_jobs.runtime import InProcessRuntime
-    from ray_jobs.sinks import CollectingSink
+    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.driver.sinks import CollectingSink
+    from ray_jobs.worker.loop import train_loop_per_worker
     from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
     sink = CollectingSink()

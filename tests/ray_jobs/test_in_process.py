@@ -1,4 +1,4 @@
-"""One CPU worker trains in the job's own process (ray_jobs.runtime.InProcessRuntime): same
+"""One CPU worker trains in the job's own process (ray_jobs.driver.runtime.InProcessRuntime): same
 results as Ray Train, checkpoints where Ray Train keeps them, retry from the newest checkpoint."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.runtime import COMPLETE_MARKER, InProcessRuntime
-from ray_jobs.sinks import CollectingSink
+from ray_jobs.driver.runtime import COMPLETE_MARKER, InProcessRuntime
+from ray_jobs.driver.sinks import CollectingSink
 from ray_jobs.train_lora import main
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _fit_local, _split_seed
 
@@ -62,7 +62,7 @@ def test_checkpoints_on_s3_round_trip(s3_env, tmp_path):
 def test_in_process_loop_gives_what_ray_train_gives(tmp_path):
     import torch
 
-    from ray_jobs.lora_worker import train_loop_per_worker
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     config = dict(FAST, validation_seed=_split_seed(), num_epochs=2)
     ray_sink = CollectingSink()

@@ -1,4 +1,4 @@
-"""N CPU ranks forked by the job's driver (ray_jobs.local_group): DDP over gloo that really keeps
+"""N CPU ranks forked by the job's driver (ray_jobs.driver.local_group): DDP over gloo that really keeps
 the ranks in step, rank 0's result back in the driver, retries from the newest checkpoint, no retry
 of bad input, a killed rank stopping the group — no Ray anywhere."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.local_group import RankFailed, run_group
-from ray_jobs.runtime import (COMPLETE_MARKER, TEST_WORKER_RESOURCE_VAR, InProcessRuntime,
-                              driver_cpus, runtime_kind)
+from ray_jobs.driver.local_group import RankFailed, run_group
+from ray_jobs.driver.runtime import (COMPLETE_MARKER, TEST_WORKER_RESOURCE_VAR, InProcessRuntime,
+                                     driver_cpus, runtime_kind)
 from ray_jobs.train_lora import main
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
@@ -67,7 +67,7 @@ def _recording_loop(folder: Path):
     def train(loop, runtime):
         import torch
 
-        from ray_jobs.lora_worker import train_loop_per_worker
+        from ray_jobs.worker.loop import train_loop_per_worker
 
         models, prepare = [], runtime.prepare_model
         runtime.prepare_model = lambda model: models.append(model) or prepare(model)

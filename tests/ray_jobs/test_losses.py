@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.training.data import IGNORE_INDEX
-from ray_jobs.losses import install_row_selection, token_loss_sum, trained_loss_sum
+from ray_jobs.worker.losses import install_row_selection, token_loss_sum, trained_loss_sum
 
 
 @pytest.fixture(scope="module")

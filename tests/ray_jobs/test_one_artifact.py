@@ -1,5 +1,5 @@
 """One artifact per job, uploaded once (issue 12): a job run end to end by its entry point
-(``ray_jobs.train_job.run_job``, one CPU worker: trains in this process) leaves exactly one
+(``ray_jobs.driver.train_job.run_job``, one CPU worker: trains in this process) leaves exactly one
 ``models/{id}/`` prefix in the object store, the model row's, under the id chosen once per job."""
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import io
 import pytest
 from sqlalchemy import select
 
+from backend.accounts.users import ensure_local_user
 from backend.datasets import service as datasets
 from backend.db.models import ModelArtifact
 from backend.db.session import session_scope
 from backend.jobs import service as jobs
 from backend.jobs.progress import artifact_id_for
 from backend.storage import get_object_store
-from backend.users import ensure_local_user
-from ray_jobs.train_job import run_job
+from ray_jobs.driver.train_job import run_job
 from tests.fixtures.paths import SAMPLE_DATA
 
 FAST = ["num_epochs=1", "learning_rate=0.02", "batch_size=1", "max_seq_length=256",

@@ -1,5 +1,5 @@
-"""Device and dtypes from the job's hardware (ray_jobs.precision), gradient checkpointing giving the
-same loss and gradients, and the per-worker GPU metrics (ray_jobs.gpu_metrics). Tests marked
+"""Device and dtypes from the job's hardware (ray_jobs.worker.precision), gradient checkpointing giving the
+same loss and gradients, and the per-worker GPU metrics (ray_jobs.worker.gpu_metrics). Tests marked
 ``gpu`` need CUDA and are skipped elsewhere (tests/conftest.py)."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from ray_jobs import precision
-from ray_jobs.gpu_metrics import GpuMonitor, pack, point_fields, unpack
-from ray_jobs.sinks import CollectingSink
+from ray_jobs.driver.sinks import CollectingSink
+from ray_jobs.worker import precision
+from ray_jobs.worker.gpu_metrics import GpuMonitor, pack, point_fields, unpack
 from tests.fixtures.paths import REPO
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
@@ -41,17 +41,17 @@ def test_a_gpu_job_without_cuda_is_an_error_not_a_cpu_run():
 
 
 def test_cuda_is_detected_in_one_place_only():
-    hits = [str(p.relative_to(REPO)) for p in (REPO / "ray_jobs").glob("*.py")
+    hits = [str(p.relative_to(REPO)) for p in (REPO / "ray_jobs").rglob("*.py")
             if re.search(r"cuda\.is_available\(", p.read_text())]
-    assert hits == ["ray_jobs/precision.py"]
+    assert hits == ["ray_jobs/worker/precision.py"]
 
 
 def test_a_cpu_job_on_a_host_that_reports_cuda_trains_fp32_on_cpu(tmp_path, monkeypatch,
                                                                    brightrun_home):
     import torch
 
-    from ray_jobs.lora_worker import train_loop_per_worker
-    from ray_jobs.runtime import InProcessRuntime
+    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     monkeypatch.setattr(precision, "cuda_available", lambda: True)  # the host "has" a GPU
     seen = {}
@@ -88,7 +88,7 @@ def _loss_and_grads(model_dir, checkpointing: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from backend.training.data import collate, encode_all, load_split
-    from ray_jobs.losses import install_row_selection, trained_loss_sum
+    from ray_jobs.worker.losses import install_row_selection, trained_loss_sum
 
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     convs, _ = load_split(SAMPLE_V4, 0.0, 0)

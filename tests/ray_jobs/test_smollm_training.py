@@ -10,9 +10,9 @@ import json
 import pytest
 
 from backend.training.data import encode_all, load_split
-from ray_jobs.recipe import Recipe, train_in_process
-from ray_jobs.sinks import CollectingSink
-from ray_jobs.worker_state import TrainConfig
+from ray_jobs.driver.recipe import Recipe, train_in_process
+from ray_jobs.driver.sinks import CollectingSink
+from ray_jobs.worker.state import TrainConfig
 from tests.fixtures.paths import REPO
 
 pytestmark = pytest.mark.real_model

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ray_jobs.runtime import InProcessRuntime
-from ray_jobs.sinks import CollectingSink
-from ray_jobs.startup import PHASES, phase
+from ray_jobs.driver.runtime import InProcessRuntime
+from ray_jobs.driver.sinks import CollectingSink
+from ray_jobs.driver.startup import PHASES, phase
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
 
@@ -17,7 +17,7 @@ def test_phase_rejects_unknown_names():
 def test_loop_logs_its_start_up_phases_in_order(tmp_path, monkeypatch):
     import torch
 
-    from ray_jobs.lora_worker import train_loop_per_worker
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     sink = CollectingSink()

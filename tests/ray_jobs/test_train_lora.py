@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import InvalidInput
-from tests.fixtures.paths import SAMPLE_DATA
-from ray_jobs.lora_worker import TrainConfig, lr_lambda
-from ray_jobs.sinks import (
-    METRIC_FIELDS, CollectingSink, JsonLinesSink, MetricBuffer, NullSink, PrintSink, ProgressSink,
-    make_sink)
+from backend.core.errors import InvalidInput
+from ray_jobs.driver.sinks import (METRIC_FIELDS, CollectingSink, JsonLinesSink, MetricBuffer,
+                                   NullSink, PrintSink, ProgressSink, make_sink)
 from ray_jobs.train_lora import main
+from ray_jobs.worker.loop import TrainConfig, lr_lambda
+from tests.fixtures.paths import SAMPLE_DATA
 
 SAMPLE_V4 = str(SAMPLE_DATA / "sample-v4.jsonl")
 STAGES_IN_ORDER = ["initializing", "training", "validating", "saving"]
@@ -148,7 +147,7 @@ def _fit_local(tmp_path: Path, config: dict, sink: CollectingSink, **loop):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from ray_jobs.lora_worker import train_loop_per_worker
+    from ray_jobs.worker.loop import train_loop_per_worker
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -285,7 +284,7 @@ def test_two_cpu_workers_train_a_lora_adapter_end_to_end(ray_env, brightrun_home
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= {
         p.name for p in adapter.iterdir()}
-    from backend.training.tiny_model import ensure_tiny_model
+    from backend.base_models.tiny_model import ensure_tiny_model
 
     base = str(ensure_tiny_model(brightrun_home))
     reproduced = _validation_loss(base, adapter, FAST["validation_fraction"], seed,

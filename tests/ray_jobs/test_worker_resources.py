@@ -1,7 +1,7 @@
 """The worker group's resources, and the test-only placement hook (BRIGHTRUN_TEST_WORKER_RESOURCE)."""
 import pytest
 
-from ray_jobs.recipe import TEST_WORKER_RESOURCE_VAR, worker_resources
+from ray_jobs.driver.recipe import TEST_WORKER_RESOURCE_VAR, worker_resources
 
 
 @pytest.mark.parametrize("use_gpu, env, expected", [

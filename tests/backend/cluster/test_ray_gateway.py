@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from backend import ROOT
-from backend.config import get_settings, reset_settings
-from backend.errors import ConfigError, InvalidInput, NotFound, RayError
-from backend.cluster.gateway import (
-    MISSING, RayGateway, free_ports, get_gateway, is_loopback_host, job_spec, make_submission_id,
-    parse_dashboard_address, short_temp_dir,
-)
+from backend.cluster.gateway import (MISSING, RayGateway, free_ports, get_gateway, is_loopback_host,
+                                     job_spec, make_submission_id, parse_dashboard_address,
+                                     short_temp_dir)
+from backend.core.config import get_settings, reset_settings
+from backend.core.errors import ConfigError, InvalidInput, NotFound, RayError
 
 ID_RE = re.compile(r"^brightrun-[a-z0-9-]+-[A-Za-z0-9]{1,8}-\d{8}-\d{6}-[0-9a-f]{4}$")
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from backend.accounts.users import ensure_local_user
+from backend.core.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from backend.datasets import service as ds
 from backend.db.models import Dataset, TrainingJob
 from backend.db.session import session_scope
-from backend.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from backend.notifications import list_notifications
 from backend.storage import get_object_store
-from backend.users import ensure_local_user
 from tests.fixtures.paths import SAMPLE_DATA
 
 SHARED = SAMPLE_DATA

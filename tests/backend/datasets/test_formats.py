@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
+from backend.datasets.formats import (ALPACA, FORMAT_LABELS, FORMATS, OPENAI, SHAREGPT, V3, V4,
+                                      Conversation, detect_format, extract, iter_conversations,
+                                      normalise)
 from backend.training.plan import held_out_indices
-from backend.datasets.formats import (ALPACA, FORMAT_LABELS, FORMATS, OPENAI, SHAREGPT, V3, V4, Conversation,
-                             detect_format, extract,
-                             iter_conversations, normalise)
 from tests.fixtures.paths import REPO, SAMPLE_DATA
 
 SHARED = SAMPLE_DATA

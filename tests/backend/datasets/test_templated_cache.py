@@ -7,10 +7,10 @@ import os
 
 import pytest
 
+from backend.accounts.users import ensure_local_user
+from backend.base_models.tiny_model import TINY_MODEL_ID
 from backend.datasets import service as ds
 from backend.datasets import templated
-from backend.training.tiny_model import TINY_MODEL_ID
-from backend.users import ensure_local_user
 from tests.fixtures.paths import SAMPLE_DATA
 
 
@@ -59,7 +59,7 @@ def test_a_changed_tokenizer_or_a_bad_file_counts_again(dataset, monkeypatch):
                               TINY_MODEL_ID, 2048)
     assert name and (templated._counts_dir() / name).is_file()
     # the tokenizer's files change (a re-installed model): a new key, so the counts are redone
-    from backend.training.base_models import resolve_base_model
+    from backend.base_models.registry import resolve_base_model
     folder = resolve_base_model(TINY_MODEL_ID)
     tok = next(f for f in sorted(os.listdir(folder)) if f.startswith("tokenizer"))
     st = os.stat(os.path.join(folder, tok))

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
+from backend.accounts.users import ensure_local_user
+from backend.core.errors import Conflict
 from backend.datasets import service as ds
 from backend.datasets import uploads
 from backend.db.models import Dataset, new_id, utcnow
 from backend.db.session import session_scope
-from backend.errors import Conflict
 from backend.storage import get_object_store
-from backend.users import ensure_local_user
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from backend.core.errors import InvalidInput
 from backend.datasets import validation_parallel as vp
 from backend.datasets.stats import tokenizer_counter, whitespace_counter
-from backend.errors import InvalidInput
-from tests.fixtures.paths import REPO
 from backend.datasets.validation import ISSUE_CODES, validate_stream
+from tests.fixtures.paths import REPO
 
 SYSTEM = {"role": "system", "content": "You are a bank support agent."}
 WORDS = "card pin reset transfer refund fee balance limit app branch please thanks".split()
@@ -319,7 +319,7 @@ def test_token_counts_with_a_hugging_face_tokenizer_folder(tmp_path, spy):
     a pool started by validate_path itself."""
     from transformers import AutoTokenizer
 
-    from backend.training.tiny_model import build_tokenizer
+    from backend.base_models.tiny_model import build_tokenizer
 
     folder = tmp_path / "tok"
     build_tokenizer().save_pretrained(folder)

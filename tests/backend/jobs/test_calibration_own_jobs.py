@@ -2,8 +2,8 @@
 jobs never shape (or show up in) an estimate."""
 from __future__ import annotations
 
+from backend.accounts.users import create_user
 from backend.jobs import service as jobs
-from backend.users import create_user
 from tests.pages.conftest import make_dataset
 from tests.pages.job_helpers import finished_job
 

@@ -2,9 +2,9 @@
 held against the measured peak on the next estimate; synthetic results: no GPU in CI."""
 import pytest
 
+from backend.accounts.users import create_user
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
-from backend.users import create_user
 from tests.backend.jobs.test_jobs import me, ready_dataset  # noqa: F401 (fixture)
 
 PRECISION = {"device": "cuda", "base_dtype": "bfloat16", "trainable_dtype": "float32",
@@ -60,7 +60,7 @@ def test_the_next_estimate_says_how_far_the_memory_prediction_was(me, tmp_path):
                                                     (False, False, False)])
 def test_the_job_keeps_the_setting_and_trains_as_decided(me, tmp_path, override,  # noqa: F811
                                                           stored, trains):
-    from ray_jobs.train_job import recipe_for_job
+    from ray_jobs.driver.train_job import recipe_for_job
 
     d = ready_dataset(me)
     overrides = {} if override is None else {"gradient_checkpointing": override}

@@ -4,15 +4,15 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from backend.datasets import service as ds
-from backend.jobs import progress as jp
-from backend.jobs import service as jobs
+from backend.accounts.users import create_user, ensure_local_user, set_budget
+from backend.core.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotFound
 from backend.costs import summary
+from backend.datasets import service as ds
 from backend.db.models import CostRecord, MetricsPoint, TrainingJob
 from backend.db.session import session_scope
-from backend.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotFound
+from backend.jobs import progress as jp
+from backend.jobs import service as jobs
 from backend.notifications import list_notifications
-from backend.users import create_user, ensure_local_user, set_budget
 from tests.fixtures.paths import SAMPLE_DATA
 
 SHARED = SAMPLE_DATA

@@ -13,13 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import delete, insert, update
 
-from backend.jobs import service as jobs
-
-from backend.jobs import metrics as mq
+from backend.core.errors import NotFound
+from backend.core.schemas import UserInfo
 from backend.db.models import Dataset, MetricsPoint, TrainingJob, User, new_id
 from backend.db.session import session_scope
-from backend.errors import NotFound
-from backend.schemas import UserInfo
+from backend.jobs import metrics as mq
+from backend.jobs import service as jobs
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FIELDS = ("epoch", "step", "training_loss", "validation_loss", "learning_rate", "gradient_norm",

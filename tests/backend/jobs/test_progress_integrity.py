@@ -4,13 +4,13 @@ the adapter is recorded under the job's one artifact prefix."""
 import pytest
 from sqlalchemy import func, select
 
+from backend.accounts.users import ensure_local_user
+from backend.core.errors import InvalidInput
 from backend.db.models import Checkpoint, JobLog, MetricsPoint, MetricsRollup
 from backend.db.session import session_scope
-from backend.errors import InvalidInput
 from backend.jobs import progress as jp
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
-from backend.users import ensure_local_user
 from tests.backend.jobs.test_jobs import ready_dataset
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import InvalidInput, NotFound
+from backend.accounts.users import create_user, ensure_local_user
+from backend.core.errors import InvalidInput, NotFound
 from backend.jobs import samples as js
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
 from backend.jobs.samples import SampleInfo, base_vs_adapter, by_step, side_by_side
-from backend.users import create_user, ensure_local_user
 from tests.backend.jobs.test_jobs import ready_dataset
 
 

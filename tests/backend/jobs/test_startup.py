@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backend import users
+from backend.accounts import users
+from backend.accounts.users import ensure_local_user
+from backend.core.errors import NotFound
 from backend.datasets import service as ds
-from backend.errors import NotFound
 from backend.jobs import progress as jp
 from backend.jobs import service as jobs
 from backend.jobs.startup import job_startup, timeline
-from backend.users import ensure_local_user
-from ray_jobs.startup import PHASES
+from ray_jobs.driver.startup import PHASES
 from tests.fixtures.paths import SAMPLE_DATA
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from backend.base_models import install as bmi
+from backend.base_models.catalog import install_model, list_base_models, model_label
+from backend.base_models.registry import default_base_model, resolve_base_model
 from backend.cli import main as cli
-from backend.errors import InvalidInput, NotFound
-from backend.training import base_model_install as bmi
-from backend.training.base_model_catalog import install_model, list_base_models, model_label
-from backend.training.base_models import default_base_model, resolve_base_model
+from backend.core.errors import InvalidInput, NotFound
 from backend.training.catalogs import InstallSource, get_model, model_spec_from_hf_config
 from tests.fixtures.paths import REPO
 
@@ -110,7 +110,7 @@ def test_default_is_smollm_once_installed(brightrun_home, monkeypatch, tiny_mode
     assert default_base_model() == SMOLLM
     assert resolve_base_model("HuggingFaceTB/S") == str(tiny_model_dir)
     monkeypatch.setenv("BRIGHTRUN_DEFAULT_BASE_MODEL", "brightrun/tiny-llama")
-    from backend.config import reset_settings
+    from backend.core.config import reset_settings
 
     reset_settings()
     assert default_base_model() == "brightrun/tiny-llama"

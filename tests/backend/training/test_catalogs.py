@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from backend.core.errors import InvalidInput, NotFound
 from backend.training import catalogs
-from backend.training.catalogs import (CatalogError, get_hardware, get_model, get_preset, list_hardware,
-                              list_models, list_presets, load_hardware, load_models, load_presets,
-                              model_spec_from_hf_config, resolve_model)
-from backend.errors import InvalidInput, NotFound
+from backend.training.catalogs import (CatalogError, get_hardware, get_model, get_preset,
+                                       list_hardware, list_models, list_presets, load_hardware,
+                                       load_models, load_presets, model_spec_from_hf_config,
+                                       resolve_model)
 from backend.training.config import TrainingConfig
 
 # Tuned for LoRA on real instruct models (SmolLM2-135M-Instruct + the demo data; docs/training-config.md)
@@ -124,7 +125,7 @@ def test_known_model_sizes(model_id, params):
 
 
 def test_tiny_model_entry_matches_its_builder():
-    from backend.training.tiny_model import MODEL_SHAPE
+    from backend.base_models.tiny_model import MODEL_SHAPE
 
     spec = get_model("brightrun/tiny-llama")
     assert (spec.hidden_size, spec.intermediate_size, spec.num_layers, spec.num_attention_heads,

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.base_models.tiny_model import ensure_tiny_model
+from backend.core.errors import InvalidInput
 from backend.training.config import TrainingConfig
 from backend.training.data import (IGNORE_INDEX, encode_and_plan, encode_conversation, load_split,
                                    make_batches, shard_batches)
@@ -16,7 +17,6 @@ from backend.training.plan import (ConversationTokens, batches_per_epoch, event_
                                    held_out_count, held_out_indices, plan_for_config, plan_run,
                                    steps_per_epoch)
 from backend.training.quality import quality_metrics, rating_text
-from backend.training.tiny_model import ensure_tiny_model
 
 
 # ----- split (acceptance 2) ----------------------------------------------------------------------

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.core.errors import InvalidInput
 from backend.training.catalogs import ALL_LINEAR
-from backend.training.target_modules import (check_target_modules, local_module_names,
-                                             model_module_names)
+from backend.training.target_modules import check_target_modules, local_module_names, model_module_names
 
 LLAMA = frozenset(ALL_LINEAR)
 
@@ -55,8 +54,8 @@ def test_local_module_names(tmp_path, tiny_model_dir):
 
 
 def test_estimate_and_create_refuse_unknown_modules(db):
+    from backend.accounts.users import ensure_local_user
     from backend.jobs import service as jobs
-    from backend.users import ensure_local_user
     from tests.pages.conftest import make_dataset
 
     me = ensure_local_user()

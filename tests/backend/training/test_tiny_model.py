@@ -1,5 +1,5 @@
-"""The tiny offline base model (backend/training/tiny_model.py) and base-model resolution
-(backend/training/base_models.py)."""
+"""The tiny offline base model (backend/base_models/tiny_model.py) and base-model resolution
+(backend/base_models/registry.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.training.base_models import available_base_models, model_param_count, resolve_base_model
-from backend.errors import InvalidInput
-from backend.training.tiny_model import (
-    MARKER_FILE, TINY_MODEL_ID, build_tiny_model, ensure_tiny_model, tiny_model_path)
+from backend.base_models.registry import available_base_models, model_param_count, resolve_base_model
+from backend.base_models.tiny_model import (MARKER_FILE, TINY_MODEL_ID, build_tiny_model,
+                                            ensure_tiny_model, tiny_model_path)
+from backend.core.errors import InvalidInput
 from tests.fixtures.paths import REPO
 
 ROOT = REPO
@@ -120,7 +120,7 @@ def test_ensure_builds_once_and_repairs_incomplete_builds(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_racing_both_get_a_complete_model(tmp_path):
-    code = ("import sys; from backend.training.tiny_model import ensure_tiny_model; "
+    code = ("import sys; from backend.base_models.tiny_model import ensure_tiny_model; "
             "print(ensure_tiny_model(sys.argv[1]))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,1 @@
+"""The Configure page parts: the form, the saved draft, the live estimate and the base-model picker."""

@@ -1,0 +1,1 @@
+"""The Models page parts: model rows, their actions and the playground."""

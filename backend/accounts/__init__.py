@@ -1,0 +1,1 @@
+"""Users, login sessions, login throttling and the session signing secret."""

@@ -1,0 +1,1 @@
+"""Base models: the catalog of known models, what is installed here (`registry`), installing them (`install`), the offline tiny model."""

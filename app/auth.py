@@ -30,7 +30,7 @@ def password_mode() -> bool:
 
 
 def _secret() -> bytes:
-    from backend.storage.local import get_signing_secret
+    from backend.core.secret import get_signing_secret
 
     return get_signing_secret()
 

@@ -160,7 +160,7 @@ def show_budget(budget: dict) -> bool:
 @st.cache_data(max_entries=64, show_spinner=False)
 def mask_segments(base_model: str, max_seq_length: int, turns_json: str) -> dict:
     """Runs of (text, trained) for one conversation encoded exactly as training encodes it."""
-    from backend.datasets.validation_job import load_tokenizer
+    from backend.datasets.templated import load_tokenizer
     from backend.training.data import IGNORE_INDEX, encode_conversation
 
     tok = load_tokenizer(base_model)

@@ -92,7 +92,7 @@ def create_job(actor: UserInfo, dataset_id: str, *, preset_id: str = "balanced",
                         "cost_per_gpu_hour": hw["cost_per_gpu_hour"], "use_gpu": hw["is_gpu"],
                         # as the estimate decided it (the setting's none = auto)
                         "gradient_checkpointing": est["vram"]["gradient_checkpointing"],
-                        # the Ray cluster is this machine (ray_jobs.driver.runtime.runtime_kind)
+                        # the Ray cluster is this machine (backend.training.runtime_plan.runtime_kind)
                         "local_cluster": local_cluster()},
             estimate=est, budget_decision=decision, total_epochs=config.num_epochs,
             total_steps=est.get("total_steps"), estimated_total_cost=est["cost"]["total"],
@@ -125,7 +125,7 @@ def submit_job(job_id: str) -> str | None:
     """Submit the training recipe for a queued job; a failed submission marks the job failed."""
     from backend.cluster.gateway import get_gateway
     from backend.jobs.progress import fail_job
-    from ray_jobs.driver.runtime import driver_cpus, runtime_kind
+    from backend.training.runtime_plan import driver_cpus, runtime_kind
 
     local = local_cluster()
     with session_scope() as s:

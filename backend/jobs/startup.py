@@ -11,7 +11,7 @@ from sqlalchemy import select
 from backend.core.schemas import UserInfo
 from backend.db.models import JobLog
 from backend.db.session import session_scope
-from ray_jobs.driver.startup import PHASES
+from backend.training.startup_phases import PHASES
 
 LOG_ROWS = 500  # start-up lines are among a job's first; never read more than this
 

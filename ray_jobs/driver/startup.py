@@ -1,23 +1,12 @@
 """Start-up phases of a training job, logged as they happen (a job-log line whose metadata names
 the phase and the moment it happened), so the Monitor can draw a start-up timeline while the user
-waits. The phase names and labels are shared with ``backend.jobs.startup``, which reads them back."""
+waits. The phase names and labels live in ``backend.training.startup_phases``."""
 from __future__ import annotations
 
 import time
 from typing import Any
 
-# phase -> what it means; in the order a job goes through them
-PHASES: dict[str, str] = {
-    "submitted": "submitted to Ray",
-    "driver": "job driver started",
-    "worker_group": "worker group requested (Ray Train starts the workers, or the driver forks "
-                    "them)",
-    "worker_up": "training loop started on the worker",
-    "imports": "torch / transformers imported",
-    "data": "dataset read and tokenised",
-    "model": "base model loaded, LoRA attached, optimizer ready",
-    "first_step": "first optimizer step done",
-}
+from backend.training.startup_phases import PHASES
 
 
 def phase(sink: Any, name: str, at: float | None = None, **meta: Any) -> None:

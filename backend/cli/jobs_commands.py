@@ -1,4 +1,4 @@
-"""`brightrun jobs estimate|create|list|show|watch|cancel|logs`."""
+"""`brightrun jobs estimate|create|list|show|watch|cancel|logs|samples`."""
 from __future__ import annotations
 
 import time
@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--level", choices=["INFO", "WARNING", "ERROR"])
     p.add_argument("--limit", type=int, default=200)
     p.set_defaults(func=cmd_logs)
+    from backend.cli import jobs_samples
+
+    jobs_samples.register(jobs)
 
 
 def cmd_estimate(args) -> int:
@@ -154,6 +157,9 @@ def _job_json(job, who) -> dict:
         fig = get_figures(who, job.id).to_dict()
         out["plan"], out["actual"] = fig.pop("plan"), fig.pop("actual")
         out["figures"] = fig
+        from backend.cli.jobs_samples import samples_json
+
+        out.update(samples_json(who, job.id))
     return out
 
 

@@ -16,6 +16,7 @@ from backend.core.errors import InvalidInput
 from backend.core.schemas import UserInfo
 from backend.db.models import EvalSample, TrainingJob
 from backend.db.session import session_scope
+from backend.training.scoring import score_answer, score_answers
 
 MAX_COMPARED = 8
 
@@ -73,7 +74,9 @@ def by_step(samples: list[SampleInfo]) -> dict[int, list[SampleInfo]]:
 def base_vs_adapter(samples: list[SampleInfo], step: int | None = None) -> list[dict]:
     """One row per prompt: ``index, question, reference, base`` (the step-0 answer, None when the
     base was not sampled), ``adapter`` (the answer at ``step``, default the latest step after 0;
-    None when there is none yet) and ``step``."""
+    None when there is none yet), ``step``, and the answers' scores against the reference
+    (``backend/training/scoring.py``): ``base_rouge_l``, ``base_exact_match``,
+    ``adapter_rouge_l``, ``adapter_exact_match`` (None where there is no answer)."""
     steps = by_step(samples)
     trained = [s for s in steps if s > 0]
     if step is None:
@@ -87,7 +90,19 @@ def base_vs_adapter(samples: list[SampleInfo], step: int | None = None) -> list[
                      "reference": first.reference,
                      "base": base[index].answer if index in base else None,
                      "adapter": at[index].answer if index in at else None, "step": step})
+        for who in ("base", "adapter"):
+            sc = score_answer(rows[-1][who], first.reference) if rows[-1][who] is not None \
+                else {"rouge_l": None, "exact_match": None}
+            rows[-1][f"{who}_rouge_l"], rows[-1][f"{who}_exact_match"] = \
+                sc["rouge_l"], sc["exact_match"]
     return rows
+
+
+def scores(rows: list[dict]) -> dict:
+    """Mean scores of :func:`base_vs_adapter` rows: ``{"base": {...}, "adapter": {...}}``, each
+    ``{rouge_l, exact_match, count}`` (``backend.training.scoring.score_answers``)."""
+    return {who: score_answers((r[who], r["reference"]) for r in rows)
+            for who in ("base", "adapter")}
 
 
 def side_by_side(runs: dict[str, list[SampleInfo]]) -> list[dict]:

@@ -82,3 +82,35 @@ def test_upload_name_defaults_to_the_file_name(path, name, expected):
     from backend.cli.datasets import default_name
 
     assert default_name(path, name) == expected
+
+
+def test_jobs_samples_and_show_json_carry_scores(db, capsys):
+    from backend.accounts.users import ensure_local_user
+    from backend.jobs import service as jobs
+    from backend.jobs.db_sink import DbSink
+    from tests.backend.jobs.test_jobs import ready_dataset
+
+    me = ensure_local_user()
+    job = jobs.create_job(me, ready_dataset(me).id, submit=False)
+    sink = DbSink(job.id)
+    sink.stage("training")
+    ref = "The code is ZX-42."
+    sink.samples(0, [{"index": 0, "question": "Code? \x1b[31m[bold]", "prompt": "p",
+                      "reference": ref, "answer": "no idea"}])
+    sink.samples(5, [{"index": 0, "question": "Code? \x1b[31m[bold]", "prompt": "p",
+                      "reference": ref, "answer": "the code is zx-42"}])
+    capsys.readouterr()
+    assert main(["jobs", "samples", job.id, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    row = out["samples"][0]
+    assert row["base"] == "no idea" and row["adapter_exact_match"] is True
+    assert out["scores"]["base"]["rouge_l"] == 0 and out["scores"]["adapter"]["exact_match"] == 1
+    assert main(["jobs", "samples", job.id]) == 0
+    text = capsys.readouterr().out
+    assert "\\x1b[31m[bold]" in text and "\x1b[31m" not in text and "→" in text
+    assert main(["jobs", "show", job.id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["scores"] == out["scores"] and shown["samples"][0]["adapter"] == row["adapter"]
+    assert main(["jobs", "samples", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error [") and len(err.strip().splitlines()) == 1

@@ -89,7 +89,9 @@ def test_by_step_and_base_vs_adapter():
     assert [r["adapter"] for r in base_vs_adapter(samples, step=4)] == ["a4", "b4"]
     only_base = base_vs_adapter([_s(0, 0, "base0")])
     assert only_base == [{"index": 0, "question": "q0", "prompt": "p", "reference": "r0",
-                          "base": "base0", "adapter": None, "step": None}]
+                          "base": "base0", "adapter": None, "step": None,
+                          "base_rouge_l": 0.0, "base_exact_match": False,
+                          "adapter_rouge_l": None, "adapter_exact_match": None}]
     assert base_vs_adapter([]) == []
 
 

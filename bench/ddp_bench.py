@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.train_bench import (  # noqa: E402
+from bench.common import (  # noqa: E402
     BASE_CONFIG,
     OUT,
     load_average,

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import train_bench as tb  # noqa: E402 - fresh homes and ready datasets
+from bench import common as tb  # noqa: E402 - fresh homes and ready datasets
 
 OUT = ROOT / "bench" / "out"
 

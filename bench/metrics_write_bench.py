@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import train_bench as tb  # noqa: E402
+from bench import common as tb  # noqa: E402
 
 
 def point(step: int, total: int) -> tuple[dict, tuple]:

@@ -30,15 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.train_bench import (  # noqa: E402
+from bench.common import (  # noqa: E402
     encoded_train,
     interleaved,
     load_average,
     print_table,
-    product_epoch,
     set_threads,
     train_config,
 )
+from bench.train_bench import product_epoch  # noqa: E402
 
 SMOLLM = "smollm2-135m-instruct"
 LORA = {"learning_rate": 1e-3, "batch_size": 4, "lora_rank": 16, "lora_alpha": 32,

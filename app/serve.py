@@ -53,25 +53,12 @@ def preload(failed: list[str] | None = None) -> list[str]:
 
 
 def warm() -> list[str]:
-    """Read once, per process, what the first page view of any visitor reads: the settings, the
-    catalogs, the database engine and its schema check, the base models on this machine. Returns
-    what could not be read (left to the page, which shows the error)."""
-    from backend.base_models.registry import available_base_models
-    from backend.core.config import get_settings
-    from backend.db.session import get_engine
-    from backend.training import catalogs
+    """Read once, per process, what the first page view of any visitor reads
+    (:func:`backend.warmup.warm`). Returns what could not be read (left to the page, which shows
+    the error)."""
+    from backend.warmup import warm as warm_backend
 
-    steps = {"settings": get_settings, "database": get_engine,
-             "catalogs": lambda: (catalogs.list_presets(), catalogs.list_hardware(),
-                                  catalogs.list_models()),
-             "base models": available_base_models}
-    failed = []
-    for name, step in steps.items():
-        try:
-            step()
-        except Exception as exc:  # noqa: BLE001 - e.g. the database is down: the page says so
-            failed.append(f"{name} ({type(exc).__name__})")  # its text may hold a URL
-    return failed
+    return warm_backend()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,12 @@ def model_files(actor: UserInfo, model_id: str) -> list[dict]:
             for k in sorted(store.list(prefix))]
 
 
+def files_served_locally(files: list[dict]) -> bool:
+    """True when the model's files sit on this machine's file store (the dashboard streams them
+    itself), False on a remote object store (the dashboard hands out presigned URLs)."""
+    return bool(files) and get_object_store().uri(files[0]["key"]).startswith("file://")
+
+
 def download_urls(actor: UserInfo, model_id: str, expires_s: int = 3600) -> list[dict]:
     """Expiring download URLs for every file (presigned on S3, signed file:// locally)."""
     store = get_object_store()

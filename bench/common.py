@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.gen_synthetic import SYSTEMS, _text
+from bench.gen_synthetic import SYSTEMS, random_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -88,9 +88,9 @@ def lognormal_dataset(path: Path, n: int, seed: int = 0, median_words: float = 1
             for _ in range(exchanges):
                 share = words // exchanges
                 user = max(4, share * 3 // 10)
-                turns.append({"role": "user", "content": _text(rng, user, user)})
+                turns.append({"role": "user", "content": random_text(rng, user, user)})
                 turns.append({"role": "assistant",
-                              "content": _text(rng, max(4, share - user), max(4, share - user))})
+                              "content": random_text(rng, max(4, share - user), max(4, share - user))})
             fh.write(json.dumps({"conversation_id": f"ln-{i:06d}", "turns": turns}) + "\n")
     tmp.replace(path)
     return path
@@ -178,21 +178,22 @@ def outside_ray():
 
 # ----- the product's step in one process --------------------------------------------------------
 def product_run(path: Path, cfg, tok, encoded):
-    """The worker's ``_Run`` for one process: model from ``_load_model``, ``_build_optimizer``,
+    """The worker's ``_Run`` for one process: model from ``load_model``, ``build_optimizer``,
     one warm-up step. Returns (run, this epoch's batches as ``(indices, real)``)."""
     import torch
 
     from backend.training.data import make_batches, shard_batches
     from ray_jobs.driver.sinks import NullSink
     from ray_jobs.worker import loop as lw
+    from ray_jobs.worker.state import Run
 
     batches = shard_batches(make_batches(encoded, cfg.batch_size, cfg.seed, 0), 0, 1)
-    run = lw._Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
+    run = Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
                   train=list(encoded), total_steps=len(batches) + 1)
     torch.manual_seed(cfg.seed)
     with outside_ray():
-        lw._load_model(run, str(path))
-    lw._build_optimizer(run)
+        lw.load_model(run, str(path))
+    lw.build_optimizer(run)
     product_step(run, batches[0])  # warm-up
     return run, batches
 
@@ -202,7 +203,7 @@ def product_step(run, batch: tuple[list[int], bool]) -> tuple[float, int, float]
     trained tokens)."""
     from ray_jobs.worker import loop as lw
     trained = float(sum(run.train[i].trained_tokens for i in batch[0]))
-    loss_sum, real_tokens, _, _ = lw._optimizer_step(run, [batch], trained)
+    loss_sum, real_tokens, _, _ = lw.optimizer_step(run, [batch], trained)
     return loss_sum, real_tokens, trained
 
 

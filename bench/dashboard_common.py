@@ -44,14 +44,14 @@ def use_database(url: str | None) -> None:
 
 @contextmanager
 def postgres():
-    """A PostgreSQL server (tests/fixtures/postgres.py's ``_Server``) with a fresh migrated
+    """A PostgreSQL server (tests/fixtures/postgres.py's ``PostgresServer``) with a fresh migrated
     database; yields its URL; stops the server (our process, by its data dir) after."""
     from backend.db.session import upgrade
-    from tests.fixtures.postgres import _create_database, _Server
+    from tests.fixtures.postgres import create_database, PostgresServer
 
-    server = _Server()
+    server = PostgresServer()
     try:
-        url = _create_database(server.url)
+        url = create_database(server.url)
         upgrade(url)
         yield url
     finally:
@@ -192,13 +192,6 @@ def write_step(job_id: str, step: int) -> None:
 def clear_caches(job_id: str | None = None) -> None:
     """Empty the product's process-wide caches (of one job): its next job_metrics is a first
     call."""
-    from backend.jobs import metrics as metrics_query
-    from backend.jobs import service as jobs
+    from backend.jobs.service import forget_metrics
 
-    if job_id is None:
-        metrics_query.clear_cache()
-    else:
-        metrics_query._forget(job_id)
-    with jobs._metrics_lock:
-        for key in [k for k in jobs._metrics_cache if job_id in (None, k[0])]:
-            del jobs._metrics_cache[key]
+    forget_metrics(job_id)

@@ -75,7 +75,7 @@ class Computations:
         from backend.jobs import metrics as mq
 
         self.mq, self.runs, self.scratch = mq, [], 0
-        self.real = (mq.downsampled_points, mq._read)
+        self.real = (mq.downsampled_points, mq.read_buckets)
 
     def __enter__(self):
         def run(*a, **k):
@@ -88,11 +88,11 @@ class Computations:
         def read(s, key, lo, base):
             self.scratch += base is None
             return self.real[1](s, key, lo, base)
-        self.mq.downsampled_points, self.mq._read = run, read
+        self.mq.downsampled_points, self.mq.read_buckets = run, read
         return self
 
     def __exit__(self, *exc):
-        self.mq.downsampled_points, self.mq._read = self.real
+        self.mq.downsampled_points, self.mq.read_buckets = self.real
 
 
 def connection_sampler(url: str, stop: threading.Event, peaks: dict) -> None:

@@ -106,12 +106,13 @@ def setup_parts(dataset: Path) -> dict[str, float]:
     t_data = time.perf_counter() - t
     from ray_jobs.driver.sinks import NullSink
     from ray_jobs.worker import loop as lw
+    from ray_jobs.worker.state import Run
 
-    run = lw._Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
+    run = Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,
                   train=encoded, total_steps=100)
     t = time.perf_counter()
     with outside_ray():
-        lw._load_model(run, str(path))
+        lw.load_model(run, str(path))
     return {"tokenise dataset (in this process)": t_data,
             "load model + PEFT wrap (in this process)": time.perf_counter() - t}
 

@@ -42,7 +42,7 @@ def _sentence(rng: random.Random, n_words: int) -> str:
     return " ".join(words) + rng.choice((".", ".", ".", "?", "!"))
 
 
-def _text(rng: random.Random, low: int, high: int) -> str:
+def random_text(rng: random.Random, low: int, high: int) -> str:
     remaining, parts = rng.randint(low, high), []
     while remaining > 0:
         n = min(remaining, rng.randint(6, 18))
@@ -57,8 +57,8 @@ def conversation(rng: random.Random, index: int) -> dict:
     if rng.random() < 0.7:
         turns.append({"role": "system", "content": rng.choice(SYSTEMS)})
     for _ in range(rng.randint(1, 4)):
-        turns.append({"role": "user", "content": _text(rng, 8, 60)})
-        turns.append({"role": "assistant", "content": _text(rng, 20, 160)})
+        turns.append({"role": "user", "content": random_text(rng, 8, 60)})
+        turns.append({"role": "assistant", "content": random_text(rng, 20, 160)})
     return {"conversation_id": f"syn-{index:08d}", "turns": turns,
             "metadata": {"source": "synthetic", "topic": rng.choice(("billing", "cards", "loans"))}}
 

@@ -100,9 +100,9 @@ def build_model(folder: Path, shape: dict, home: Path, device=None) -> dict:
 def write_dataset(path: Path, conversations: int, seq: int, seed: int = 0) -> None:
     """Conversations of roughly seq/4 .. 1.2 x seq tokens (the tiny tokenizer makes ~1 token of
     3-4 characters of this text): a user question and a long assistant answer each."""
-    from backend.base_models.tiny_model import _CORPUS  # the English text the tokenizer learned
+    from backend.base_models.tiny_model import CORPUS  # the English text the tokenizer learned
 
-    words = _CORPUS.split()
+    words = CORPUS.split()
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(conversations):

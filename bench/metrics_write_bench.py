@@ -3,7 +3,7 @@
     python bench/metrics_write_bench.py                 # SQLite, 3 rounds of 500 steps
     python bench/metrics_write_bench.py --stored 20000  # a job that already holds 20,000 points
 
-What rank 0 does after every optimizer step (``lora_worker._one_step``) is
+What rank 0 does after every optimizer step (``ray_jobs.worker.loop._one_step``) is
 ``MetricBuffer.add(point, progress)``; every 10th point (or 5 s) the buffer calls
 ``DbSink.metrics`` (``job_progress.append_metrics``: one transaction that checks which steps are
 stored and inserts the batch) and ``DbSink.progress`` (``job_progress.update_progress``: one
@@ -13,7 +13,7 @@ a fresh SQLite home (a running job created through ``backend.jobs.service.create
 1. write cost per step: wall and CPU time of ``MetricBuffer.add`` over ``--steps`` steps with
    points shaped as the worker builds them (10 points a flush), divided by the steps; the same with
    the jsonl sink for reference; optionally with ``--stored`` points already in the job;
-2. step time: the product's ``_optimizer_step`` (see bench/train_bench.py) on the tiny and on the
+2. step time: the product's ``optimizer_step`` (see bench/train_bench.py) on the tiny and on the
    bigger benchmark model, batch 8, length-grouped log-normal conversations, mean of
    ``--train-steps`` steps after a warm-up step; and the tiny model at batch 1 (4× the steps), the
    shortest step the product makes (what the e2e tests use).

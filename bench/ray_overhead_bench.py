@@ -40,12 +40,12 @@ def recipe_args(config_file: Path, dataset: Path, work: Path, sink_path: Path) -
 
 def instrumented_loop(loop_config: dict[str, Any]):
     """The product's ``train_loop_per_worker`` with two CPU clocks added to every metric point:
-    ``bench_step_cpu_s`` (CPU time of the thread running ``_optimizer_step``, that step only) and
+    ``bench_step_cpu_s`` (CPU time of the thread running ``optimizer_step``, that step only) and
     ``bench_process_cpu_s`` (CPU time of the whole worker process so far: Ray's threads too)."""
     from ray_jobs.driver import sinks
     from ray_jobs.worker import loop as lw
     step_cpu = [0.0]
-    optimizer_step, add = lw._optimizer_step, sinks.MetricBuffer.add
+    optimizer_step, add = lw.optimizer_step, sinks.MetricBuffer.add
 
     def timed_step(*a, **k):
         t = time.thread_time()
@@ -57,11 +57,11 @@ def instrumented_loop(loop_config: dict[str, Any]):
         return add(self, {**point, "bench_step_cpu_s": step_cpu[0],
                           "bench_process_cpu_s": time.process_time()}, progress)
 
-    lw._optimizer_step, sinks.MetricBuffer.add = timed_step, add_with_cpu
+    lw.optimizer_step, sinks.MetricBuffer.add = timed_step, add_with_cpu
     try:
         return lw.train_loop_per_worker(loop_config)
     finally:
-        lw._optimizer_step, sinks.MetricBuffer.add = optimizer_step, add
+        lw.optimizer_step, sinks.MetricBuffer.add = optimizer_step, add
 
 
 def child_inproc(argv: list[str]) -> int:

@@ -10,8 +10,8 @@ bigger benchmark model, scratch homes). Each default run takes a few minutes on 
 
 1. **throughput** — one process, one epoch over the same encoded conversations, the same optimizer
    steps, the same LoRA config and seed. *Product*: ``make_batches`` (length-grouped) +
-   ``shard_batches`` + ``lora_worker._optimizer_step`` (collate, forward, token-sum loss, backward,
-   clip, AdamW, scheduler) on the model built by ``lora_worker._load_model``. *Naive*: a plain
+   ``shard_batches`` + ``worker.loop.optimizer_step`` (collate, forward, token-sum loss, backward,
+   clip, AdamW, scheduler) on the model built by ``worker.loop.load_model``. *Naive*: a plain
    PyTorch loop over HF + PEFT — random batches padded to their longest row by
    ``DataCollatorForSeq2Seq``, ``model(**batch).loss``, the same clip/AdamW/linear schedule.
    Effective tokens/s = non-padding tokens ÷ seconds; runs interleaved, best of ``--repeat``.
@@ -72,7 +72,7 @@ from bench.ray_overhead_bench import ray_overhead  # noqa: E402
 
 # ----- 1. throughput (2. ray_overhead_bench.py, 3. first_metric_bench.py, 4. loss_bench.py) -----
 def product_epoch(path: Path, cfg, tok, encoded) -> dict[str, float]:
-    """One epoch with the product's batching and ``_optimizer_step``; model load not timed."""
+    """One epoch with the product's batching and ``optimizer_step``; model load not timed."""
     from backend.training.data import padding_efficiency
 
     run, batches = product_run(path, cfg, tok, encoded)

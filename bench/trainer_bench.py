@@ -10,8 +10,8 @@ config (the balanced preset: r16/alpha 32/dropout 0.05 on q/k/v/o; lr 1e-3, no w
 linear decay, clip 1.0), batch 4, one epoch = the same number of optimizer steps, float32 on
 ``--threads`` CPU threads (default 1: what the product's in-process worker uses).
 
-*Product*: ``make_batches`` (length-grouped windows) + ``lora_worker._optimizer_step`` (logits only
-at trained positions) on the model of ``lora_worker._load_model`` (bench/train_bench.py's
+*Product*: ``make_batches`` (length-grouped windows) + ``worker.loop.optimizer_step`` (logits only
+at trained positions) on the model of ``worker.loop.load_model`` (bench/train_bench.py's
 ``product_epoch``). *Trainer*: ``Trainer(…).train()`` with ``DataCollatorForSeq2Seq`` padding each
 batch to its longest row, ``LengthGroupedSampler``, ``model(**batch).loss``, no logging, saving or
 evaluation. Timed: from the end of the first optimizer step to the end of the last (the first step

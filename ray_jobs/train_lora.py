@@ -25,7 +25,7 @@ from pathlib import Path
 
 from backend.core.errors import BrightRunError, InvalidInput
 from backend.training.data import local_path
-from ray_jobs.driver.recipe import Recipe, _failure_message, _read_config, _storage, cleanup, save, train
+from ray_jobs.driver.recipe import Recipe, failure_message, read_config, storage_target
 from ray_jobs.driver.sinks import make_sink
 from ray_jobs.driver.train_job import run_job
 
@@ -66,14 +66,14 @@ def setup(args: argparse.Namespace) -> Recipe:
     Raises InvalidInput for an unreadable or invalid config (InvalidTrainingConfig), a missing
     dataset (or one that is not a local path / file:// URL) or a bad worker count.
     """
-    config = _read_config(args.config)
+    config = read_config(args.config)
     dataset = args.dataset
     if not local_path(dataset, "dataset").is_file():
         raise InvalidInput(f"dataset {dataset} does not exist", code="dataset_not_found")
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
     name = args.name or time.strftime("lora-%Y%m%d-%H%M%S")
-    storage_path, filesystem = _storage(args.storage_path)
+    storage_path, filesystem = storage_target(args.storage_path)
     if args.output:
         output = args.output
     elif filesystem is None:
@@ -114,19 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sink = make_sink(recipe.sink_spec)
     try:
-        result = train(recipe)
-        save(recipe, result, sink)
+        recipe.save(recipe.train(), sink)
         return 0
     except BrightRunError as exc:
         sink.failed(str(exc), traceback.format_exc())
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - any training failure is reported, then exit 1
-        sink.failed(_failure_message(exc), traceback.format_exc())
-        print(f"training failed: {_failure_message(exc)}", file=sys.stderr)
+        sink.failed(failure_message(exc), traceback.format_exc())
+        print(f"training failed: {failure_message(exc)}", file=sys.stderr)
         return 1
     finally:
-        cleanup(recipe)
+        recipe.cleanup()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,16 @@ pytest_plugins = [
 ]
 
 
+def pytest_configure(config):
+    """No test reads or writes the developer's own BrightRun home (``~/.brightrun``, where
+    ``scripts/run`` installs SmolLM2 and keeps the embedded database): a test that does not take
+    the ``brightrun_home`` fixture sees an empty home of this run instead."""
+    import os
+    import tempfile
+
+    os.environ["BRIGHTRUN_HOME"] = tempfile.mkdtemp(prefix="brightrun-test-home-")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need a CUDA device: skipped where there is none (CI deselects them
     with ``-m "not gpu"``; a lent GPU machine runs them with ``-m gpu``)."""

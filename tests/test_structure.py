@@ -139,3 +139,66 @@ def test_pages_have_no_stray_strings_that_streamlit_magic_would_draw():
                         and isinstance(stmt.value.value, str) and i > 0:
                     stray.append(f"{path.relative_to(REPO)}:{stmt.lineno}")
     assert not stray, "strings Streamlit would draw: " + ", ".join(stray)
+
+
+# ----- layers: imports only go down (docs/architecture.md) ---------------------------------------
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+LAYER_RULES = (  # (who, may not import, why)
+    (lambda m: _top(m) == "backend", lambda t: _top(t) in ("ray_jobs", "app", "pages", "bench"),
+     "the backend is below the jobs and the dashboard"),
+    (lambda m: _top(m) == "ray_jobs", lambda t: _top(t) in ("app", "pages", "bench"),
+     "jobs run on workers, without the dashboard"),
+    (lambda m: _top(m) in ("app", "pages"),
+     lambda t: t.startswith(("backend.db", "backend.storage")) or _top(t) in ("ray_jobs", "bench"),
+     "pages go through the backend's services, never its database or object store"),
+    (lambda m: m.startswith("backend.core"), lambda t: not t.startswith("backend.core"),
+     "backend.core is the bottom: settings, errors, states, access, schemas"),
+)
+
+
+def arrows_up(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} -> {t} ({why})" for who, banned, why in LAYER_RULES
+            for m, targets in sorted(graph.items()) if who(m) for t in sorted(targets) if banned(t)]
+
+
+def test_layer_check_finds_an_arrow_up():
+    assert arrows_up({"backend.jobs.service": {"ray_jobs.driver.runtime"}})
+    assert arrows_up({"app.models.actions": {"backend.storage"}})
+    assert arrows_up({"backend.core.config": {"backend.jobs.service"}})
+    assert not arrows_up({"ray_jobs.train_lora": {"backend.jobs.inputs"},
+                          "app.models.actions": {"backend.adapters"}})
+
+
+def test_imports_only_go_down():
+    found = arrows_up(import_graph())
+    assert not found, "imports that point up:\n" + "\n".join(found)
+
+
+def test_no_private_names_imported_across_modules():
+    """``from x import _name`` couples two modules through a name x keeps for itself: make it
+    public (and documented) or keep the code in one module. Tests may reach in; product and bench
+    may not."""
+    mods, found = _modules(), []
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    for mod, path in mods.items():
+        tree = ast.parse(path.read_text())
+        aliases = {}  # local name -> one of our modules (``from ray_jobs.worker import loop as lw``)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found += [f"{mod}: from {node.module} import {a.name}" for a in node.names
+                          if private(a.name)]
+                aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
+                                if f"{node.module}.{a.name}" in mods})
+            elif isinstance(node, ast.Import):
+                aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in mods})
+        found += [f"{mod}:{node.lineno}: {aliases[node.value.id]}.{node.attr}"
+                  for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                  and isinstance(node.value, ast.Name) and node.value.id in aliases
+                  and private(node.attr)]
+    assert not found, "\n".join(found)

@@ -48,7 +48,8 @@ def show_estimate(est: dict) -> None:
     c = st.columns(2)
     c[0].metric("Tokens to train", fmt_int(est["tokens_to_train"]),
                 help="Assistant tokens × epochs (after truncation at the max sequence length).")
-    c[1].metric("GPU-hours" if hw.get("is_gpu") else "Worker-hours", f"{est['gpu_hours']:,.3f}")
+    hours = est.get("worker_hours", est.get("gpu_hours", 0.0))  # jobs estimated before the rename
+    c[1].metric("GPU-hours" if hw.get("is_gpu") else "Worker-hours", f"{hours:,.3f}")
     c = st.columns(2)
     c[0].metric("Optimizer steps", fmt_int(est.get("total_steps")))
     c[1].metric("Tokens/s", f"{est['throughput_tokens_per_s']:,.0f}",

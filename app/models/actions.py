@@ -12,7 +12,6 @@ from app.ui.widgets import confirm_delete, fmt_bytes, literal, page_path, show_e
 from backend import adapters as models
 from backend.core import states
 from backend.core.errors import BrightRunError
-from backend.storage import get_object_store
 
 EAGER_BYTES = 200 * 1024 * 1024  # above this, files are read only when the button is clicked
 URL_EXPIRY_S = 3600
@@ -48,8 +47,7 @@ def downloads(actor, m) -> None:
                        file_name=f"{safe_name(m.name)}-{safe_name(m.version)}.zip",
                        mime="application/zip", key="models_download_all", type="primary",
                        icon=":material/folder_zip:", on_click="ignore")
-    local = get_object_store().uri(files[0]["key"]).startswith("file://")
-    if local:
+    if models.files_served_locally(files):
         _local_files(actor, m, files)
     else:
         _presigned(actor, m)

@@ -157,22 +157,6 @@ def compare_chart(runs: dict[str, list]) -> alt.Chart | None:
     ).properties(height=320)
 
 
-def cost_breakdown_chart(cost: dict) -> alt.Chart:
-    """The estimate's cost by type as horizontal bars with dollar labels."""
-    df = pd.DataFrame([{"type": COST_LABELS[k], "key": k, "amount": float(cost.get(k) or 0.0)}
-                       for k in COST_COLOURS])
-    order = [COST_LABELS[k] for k in COST_COLOURS]
-    fmt = money_format(float(df["amount"].max()))
-    base = alt.Chart(df).encode(
-        y=alt.Y("type:N", title=None, sort=order, axis=alt.Axis(labelOverlap=False)),
-        x=alt.X("amount:Q", title="estimated cost ($)", axis=alt.Axis(format=fmt, tickCount=5)),
-        tooltip=[alt.Tooltip("type:N"), alt.Tooltip("amount:Q", format="$,.4f")])
-    bars = base.mark_bar().encode(color=alt.Color("key:N", legend=None, scale=alt.Scale(
-        domain=list(COST_COLOURS), range=list(COST_COLOURS.values()))))
-    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("amount:Q", format=fmt))
-    return alt.layer(bars, labels).properties(height=150)
-
-
 def spend_by_day_chart(by_day: list[dict]) -> alt.Chart | None:
     """Month-to-date spend per day, stacked by cost type. ``by_day``: [{day, cost_type, amount}]."""
     if not by_day:

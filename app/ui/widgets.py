@@ -72,10 +72,6 @@ def format_label(fmt: str | None) -> str:
     return FORMAT_LABELS.get(fmt, fmt)
 
 
-def status_badge(status: str | None) -> None:
-    st.markdown(badge_markdown(status))
-
-
 def error_text(exc: BrightRunError) -> str:
     """The message, then what to do about it, escaped, with any secret it quotes masked."""
     from backend.core.config import mask_secrets

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from backend.base_models import install as bmi
-from backend.base_models.tiny_model import TINY_MODEL_ID
+from backend.base_models.tiny_model import TINY_MODEL_ID, tiny_model_path
 from backend.training.catalogs import get_model, list_models
 
 __all__ = ["BaseModelInfo", "folder_size", "install_model", "list_base_models", "model_label",
@@ -63,7 +62,8 @@ def list_base_models(home: str | os.PathLike | None = None) -> list[BaseModelInf
             continue
         tiny = spec.id == TINY_MODEL_ID
         out.append(BaseModelInfo(
-            id=spec.id, hf_id=spec.hf_id, installed=tiny, path=None, params=spec.params,
+            id=spec.id, hf_id=spec.hf_id, installed=tiny, params=spec.params,
+            path=str(tiny_model_path(root.parent)) if tiny else None,  # built there on first use
             size_bytes=spec.install.size_bytes if spec.install else spec.params * 4,
             source=("built offline on first use (random weights, for tests)" if tiny else
                     f"pip package {spec.install.package} {spec.install.version}" if spec.install

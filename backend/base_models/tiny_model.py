@@ -72,7 +72,7 @@ MODEL_SHAPE = {
 
 # A few KB of varied conversational English (tokenizer training text). Deliberately embedded so that
 # the tokenizer, and therefore token counts everywhere in the product, never change by accident.
-_CORPUS = """\
+CORPUS = """\
 Hello! How can I help you today? I'd like some advice about saving money for a trip next summer.
 That sounds exciting. Where are you thinking of going, and roughly how much do you expect it to cost?
 I'm planning to visit my sister in Lisbon for two weeks, and I guess it will cost about two thousand dollars.
@@ -173,7 +173,7 @@ def _train_tokenizer():
         vocab_size=VOCAB_SIZE, min_frequency=1, special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
     bos_id = tok.token_to_id(BOS)
     # Plain `tokenizer(text)` starts with BOS like Llama 3; the chat template adds BOS itself and
     # apply_chat_template encodes with add_special_tokens=False, so there is never a double BOS.

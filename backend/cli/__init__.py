@@ -13,7 +13,7 @@ from backend.core.errors import BrightRunError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from backend.cli import admin, base_models, datasets, jobs, models
+    from backend.cli import admin, base_models, datasets, jobs_commands, models_commands
 
     parser = argparse.ArgumentParser(prog="brightrun", description="BrightRun LoRA Studio: turn "
                                      "conversation datasets into trained LoRA adapters.")
@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(sub)
     admin.register_ray(sub)
     datasets.register(sub)
-    jobs.register(sub)
-    models.register(sub)
+    jobs_commands.register(sub)
+    models_commands.register(sub)
     base_models.register(sub)
     return parser
 

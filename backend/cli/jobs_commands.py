@@ -10,8 +10,10 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 def _config_args(p) -> None:
     p.add_argument("--dataset", required=True, help="dataset id (must be ready)")
-    p.add_argument("--preset", default="balanced",
-                   choices=["conservative", "balanced", "aggressive", "custom"])
+    from backend.training.catalogs import PRESET_IDS  # the ids the preset catalog must hold
+
+    p.add_argument("--preset", default="balanced", choices=PRESET_IDS,
+                   help="preset id from the preset catalog (backend/training/catalog/presets.json)")
     p.add_argument("--base-model", help="HF id or local path present on this machine")
     p.add_argument("--gpu", default="cpu-local", help="hardware id from the catalog")
     p.add_argument("--workers", type=int, default=1)
@@ -72,7 +74,7 @@ def cmd_estimate(args) -> int:
                   + (f" (calibrated from {est['calibrated_from']} jobs)"
                      if est["calibrated_from"] else ""))
     hours = "GPU-h" if est["hardware"]["is_gpu"] else "worker-h"
-    console.print(f"  duration {est['duration_s'] / 60:,.1f} min · {est['gpu_hours']:.3f} {hours} · "
+    console.print(f"  duration {est['duration_s'] / 60:,.1f} min · {est['worker_hours']:.3f} {hours} · "
                   f"cost {money(c['total'])} (compute {money(c['compute'])}, storage "
                   f"{money(c['storage'])}, transfer {money(c['data_transfer'])})")
     console.print(f"  memory {v['total_gb']:.1f} GB of {v['available_gb']:g} GB per worker: "

@@ -33,8 +33,8 @@ from backend import ROOT
 from backend.cluster.head import (  # noqa: F401
     HEAD_START_TIMEOUT_S,
     HeadProcess,
-    _file_lock,
-    _read_head_record,
+    file_lock,
+    read_head_record,
     auth_headers,
     dashboard_answers,
     free_ports,
@@ -212,8 +212,8 @@ class RayGateway:
             raise ConfigError(f"RAY_ADDRESS={self.settings.ray_address} is set; no local Ray head "
                               "is started (unset RAY_ADDRESS to use one)")
         record = self.ray_dir / "head.json"
-        with _file_lock(self.ray_dir / "head.lock"):
-            head = _read_head_record(record)
+        with file_lock(self.ray_dir / "head.lock"):
+            head = read_head_record(record)
             if head is not None and head.alive():  # never kill a live head: it may run jobs
                 deadline = time.monotonic() + HEAD_START_TIMEOUT_S
                 while not dashboard_answers(head.address, timeout_s=5.0):
@@ -233,14 +233,14 @@ class RayGateway:
         """Stop the recorded local head and forget it; False when none was running. Raises
         nothing."""
         self._client_obj = None
-        with _file_lock(self.ray_dir / "head.lock"):
-            head = _read_head_record(self.ray_dir / "head.json")
+        with file_lock(self.ray_dir / "head.lock"):
+            head = read_head_record(self.ray_dir / "head.json")
             stopped = stop_head(head) if head is not None else False
             (self.ray_dir / "head.json").unlink(missing_ok=True)
             return stopped
 
     def _live_local_head(self) -> HeadProcess | None:
-        head = _read_head_record(self.ray_dir / "head.json")
+        head = read_head_record(self.ray_dir / "head.json")
         return head if head is not None and head.alive() else None
 
     # --- the Job API client ---

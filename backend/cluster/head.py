@@ -238,7 +238,7 @@ def _wait_gone(alive: Callable[[], bool], wait_s: float) -> None:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -248,7 +248,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _read_head_record(path: Path) -> HeadProcess | None:
+def read_head_record(path: Path) -> HeadProcess | None:
     try:
         return HeadProcess(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):

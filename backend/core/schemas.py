@@ -153,17 +153,6 @@ class ModelInfo(_Out):
     updated_at: datetime
 
 
-class CostRecordInfo(_Out):
-    id: str
-    user_id: str
-    job_id: str | None = None
-    cost_type: str
-    amount: float
-    details: dict | None = None
-    billing_period: datetime
-    recorded_at: datetime
-
-
 class NotificationInfo(_Out):
     id: str
     user_id: str

@@ -26,11 +26,10 @@ FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", 
 SORTS = {"created_at": Dataset.created_at, "name": Dataset.name, "file_size": Dataset.file_size,
          "total_tokens": Dataset.total_tokens, "status": Dataset.status}
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".txt")
-MAX_PAGE_UPLOAD_BYTES = 500 * 1024 * 1024
 MISSING_GRACE_S = 60.0  # a job Ray does not know yet right after submission is not "vanished"
 
 
-def _age_s(ts) -> float:
+def age_s(ts) -> float:
     from datetime import timezone
     ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
     return (utcnow() - ts).total_seconds()
@@ -309,7 +308,7 @@ def reconcile_validations() -> int:
             st = get_gateway().status(sub)
         except BrightRunError:
             continue
-        if st == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
+        if st == "MISSING" and age_s(updated) < MISSING_GRACE_S:
             continue  # just submitted: Ray may not list it yet
         if st in ("FAILED", "STOPPED", "MISSING", "SUCCEEDED"):
             before = fixed

@@ -33,7 +33,7 @@ __all__ = ["ISSUE_CODES", "Issue", "RoleCheck", "ValidationReport", "check_roles
 MAX_LINE_BYTES = 256 * 1024 * 1024
 READ_BLOCK = 1 << 20
 PREVIEW_CHARS = 2000
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 
 # code -> (severity, meaning, default suggestion)
 ISSUE_CODES: dict[str, tuple[str, str, str]] = {
@@ -390,13 +390,13 @@ def validate_stream(fileobj: BinaryIO, *, declared_format: str | None = None,
     Raises InvalidInput for an unknown declared format, a bad argument or a text-mode file object;
     whatever ``fileobj.readline`` / ``read`` / ``readinto`` or ``count_tokens`` raise propagates.
     """
-    run = _new_run(declared_format, count_tokens, max_seq_length, min_conversations,
+    run = new_run(declared_format, count_tokens, max_seq_length, min_conversations,
                    validation_fraction, max_issues_stored, tokenizer_name, skip_tokens,
                    max_line_bytes)
-    return run.finish(_read(fileobj, run, max_line_bytes), min_conversations)
+    return run.finish(read_into(fileobj, run, max_line_bytes), min_conversations)
 
 
-def _new_run(declared_format, count_tokens, max_seq_length, min_conversations, validation_fraction,
+def new_run(declared_format, count_tokens, max_seq_length, min_conversations, validation_fraction,
              max_issues_stored, tokenizer_name, skip_tokens, max_line_bytes) -> _Validation:
     """The run :func:`validate_stream` starts with these arguments (also used by
     backend.datasets.validation_parallel). Raises InvalidInput like it."""
@@ -419,14 +419,14 @@ def _new_run(declared_format, count_tokens, max_seq_length, min_conversations, v
                        max_issues_stored, max_line_bytes)
 
 
-def _read(fileobj: BinaryIO, run: _Validation, limit: int) -> int:
+def read_into(fileobj: BinaryIO, run: _Validation, limit: int) -> int:
     """Feed the lines of ``fileobj`` to ``run`` (BOM stripped, binary data sniffed first); returns
     the number of lines read."""
     readline = run.readline = fileobj.readline
     first = readline(limit)
     if isinstance(first, str):
         raise InvalidInput("open the dataset file in binary mode ('rb')")
-    if first.startswith(_BOM):
+    if first.startswith(BOM):
         first = first[3:]
     reason = sniff_binary(first[:8192])
     if reason:
@@ -440,7 +440,7 @@ def _read(fileobj: BinaryIO, run: _Validation, limit: int) -> int:
         return 1
     rest = io.BufferedReader(_Blocks(fileobj), buffer_size=READ_BLOCK)
     run.readline = rest.readline
-    return run.consume(_rest_of_lines(rest, limit), 1)
+    return run.consume(rest_of_lines(rest, limit), 1)
 
 
 class _Blocks(io.RawIOBase):
@@ -468,7 +468,7 @@ class _Blocks(io.RawIOBase):
         return self._fileobj.fileno()
 
 
-def _rest_of_lines(fileobj: BinaryIO, limit: int) -> Iterator[bytes]:
+def rest_of_lines(fileobj: BinaryIO, limit: int) -> Iterator[bytes]:
     """The remaining lines: plain (fastest) iteration when the file is smaller than ``limit`` so no
     line can be longer, else ``readline(limit)`` so a line without end never fills memory."""
     try:

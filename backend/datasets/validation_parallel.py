@@ -43,8 +43,8 @@ from urllib.parse import unquote, urlparse
 from backend.core.errors import InvalidInput
 from backend.datasets.formats import sniff_binary
 from backend.datasets.stats import CountTokens, StatsAccumulator, tokenizer_counter
-from backend.datasets.validation import (_BOM, MAX_LINE_BYTES, READ_BLOCK, Issue, IssueLog,
-                                         ValidationReport, _new_run, _read, _rest_of_lines,
+from backend.datasets.validation import (BOM, MAX_LINE_BYTES, READ_BLOCK, Issue, IssueLog,
+                                         ValidationReport, new_run, read_into, rest_of_lines,
                                          validate_stream)
 
 __all__ = ["HEAD_BYTES", "MIN_BYTES_PER_WORKER", "count_newlines", "default_workers",
@@ -135,7 +135,7 @@ def validate_path(path: str | os.PathLike, *, workers: int | None = None,
                    tokenizer_name=tokenizer_name, skip_tokens=skip_tokens,
                    max_line_bytes=max_line_bytes)
     tokenizer = _check_arguments(workers, min_bytes_per_worker, count_tokens, tokenizer_path)
-    _new_run(**options)  # the checks of validate_stream
+    new_run(**options)  # the checks of validate_stream
     local = _local_path(path)
     workers = default_workers() if workers is None else workers
     size = os.stat(local).st_size
@@ -243,17 +243,17 @@ def _scan_head(path: str, options: dict[str, Any]) -> _Head | None:
     """Read the first lines as validate_stream does (without counting tokens) until the format is
     known and the preview is full; None when that does not happen within HEAD_BYTES, or the file
     is empty or binary. Raises OSError when the file cannot be read."""
-    run = _new_run(**{**options, "count_tokens": None, "skip_tokens": True})
+    run = new_run(**{**options, "count_tokens": None, "skip_tokens": True})
     limit = options["max_line_bytes"]
     with open(path, "rb") as fh:
         run.readline = fh.readline
         first = fh.readline(limit)
-        if first.startswith(_BOM):
+        if first.startswith(BOM):
             first = first[3:]
         if not first or sniff_binary(first[:8192]):
             return None
         run.one_line(1, first)
-        lines, line_no = _rest_of_lines(fh, limit), 1
+        lines, line_no = rest_of_lines(fh, limit), 1
         while run.fmt is None or len(run.preview) < 3:
             raw = next(lines, None)
             if raw is None or run.stopped or fh.tell() > HEAD_BYTES:
@@ -322,17 +322,17 @@ def validate_range(task: _Task) -> _RangeResult:
     options = dict(task.options)
     if task.tokenizer_path is not None and not options["skip_tokens"]:
         options["count_tokens"] = load_counter(task.tokenizer_path)
-    run = _new_run(**options)
+    run = new_run(**options)
     limit = options["max_line_bytes"]
     with _open_range(task.path, task.start, task.end) as fh:
         if task.start == 0:
-            lines = _read(fh, run, limit)
+            lines = read_into(fh, run, limit)
         else:  # validate_stream's state after the head: format known, preview full
             run.fmt, run.fmt_source = task.head.fmt, task.head.fmt_source
             run.preview = [{}] * 3
             run.seen.update(task.seen)
             run.readline = fh.readline
-            lines = run.consume(_rest_of_lines(fh, limit), task.first_line - 1)
+            lines = run.consume(rest_of_lines(fh, limit), task.first_line - 1)
     if run.batcher is not None:
         run.batcher.flush()
     run.flush_accepted()
@@ -416,7 +416,7 @@ def _ids_used_earlier(results: list[_RangeResult]) -> dict[int, dict[str, int]]:
 
 def _merge(results: list[_RangeResult], options: dict[str, Any]) -> ValidationReport:
     """One report from the ranges' results, through validate_stream's own ``finish``."""
-    run = _new_run(**{**options, "count_tokens": None, "skip_tokens": True})
+    run = new_run(**{**options, "count_tokens": None, "skip_tokens": True})
     first = results[0]
     run.fmt, run.fmt_source, run.preview = first.fmt, first.fmt_source, first.preview
     run.stopped = results[-1].stopped

@@ -68,10 +68,10 @@ def downsampled_points(s: Session, job_id: str, max_points: int = 1000) -> list[
     base = _base_entry(key, origin)
     if base is None and width >= ROLLUP_STEPS:
         base = _rollup_entry(s, key, origin, lo, hi)
-    got = _read(s, key, origin, base)
+    got = read_buckets(s, key, origin, base)
     if got is None:  # something kept was deleted (resume, deleted points): start again
-        _forget(job_id)
-        got = _read(s, key, origin, None)
+        forget_job(job_id)
+        got = read_buckets(s, key, origin, None)
     return got
 
 
@@ -99,7 +99,7 @@ def _raw(s: Session, job_id: str, start: int, limit: int | None,
     return [MetricsPointInfo(**r._asdict()) for r in rows]
 
 
-def _read(s: Session, key: tuple[str, int, int], lo: int,
+def read_buckets(s: Session, key: tuple[str, int, int], lo: int,
           base: _Entry | None) -> list[MetricsPointInfo] | None:
     """Finished buckets of ``base`` + the buckets of the points after them, read in one statement
     together with the new sentinel and the check of ``base``'s. None when the check fails."""
@@ -240,7 +240,7 @@ def _store(key: tuple[str, int, int], entry: _Entry) -> None:
             _cache.popitem(last=False)
 
 
-def _forget(job_id: str) -> None:
+def forget_job(job_id: str) -> None:
     with _lock:
         for key in [k for k in _cache if k[0] == job_id]:
             del _cache[key]

@@ -234,7 +234,7 @@ def _accrue_compute(s, row: TrainingJob, final: bool = False) -> None:
     delta = total - recorded
     if delta >= (1e-9 if final else 0.005):
         add_cost(s, row.user_id, "compute", round(delta, 6), job_id=row.id,
-                 details={"gpu_hours": hours * workers, "unit_cost": rate,
+                 details={"worker_hours": hours * workers, "unit_cost": rate,
                           "gpu_type": row.gpu_config.get("gpu_type"), "workers": workers})
     row.current_cost = max(total, recorded)
 
@@ -321,7 +321,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
             summary = {"duration_seconds": duration, "total_epochs": row.total_epochs,
                        "total_steps": result.get("total_steps") or row.total_steps,
                        "final_learning_rate": result.get("final_learning_rate"),
-                       "gpu_hours": duration / 3600.0 * workers,
+                       "worker_hours": duration / 3600.0 * workers,
                        "total_tokens_processed": result.get("tokens_processed"),
                        "avg_throughput": result.get("avg_throughput"),
                        "truncated_conversations": result.get("truncated"),

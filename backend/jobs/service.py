@@ -16,7 +16,7 @@ from backend.core.errors import BrightRunError, BudgetExceeded, InvalidInput
 from backend.core.pagination import Page, clamp_page
 from backend.core.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo
 from backend.costs import money_text
-from backend.datasets.service import MISSING_GRACE_S, _age_s
+from backend.datasets.service import MISSING_GRACE_S, age_s
 from backend.db.models import Checkpoint, Dataset, JobLog, ModelArtifact, TrainingJob, utcnow
 from backend.db.session import session_scope
 from backend.jobs.estimates import build_config, estimate_for_dataset
@@ -219,6 +219,20 @@ _metrics_cache: OrderedDict[tuple[str, int], tuple[tuple, float, list[MetricsPoi
 _metrics_flights = [threading.Lock() for _ in range(16)]  # one computation at a time per job
 
 
+def forget_metrics(job_id: str | None = None) -> None:
+    """Empty the process-wide metrics caches (of one job, or all): the next ``job_metrics`` reads
+    from scratch (tests, benchmarks)."""
+    from backend.jobs import metrics as metrics_query
+
+    if job_id is None:
+        metrics_query.clear_cache()
+    else:
+        metrics_query.forget_job(job_id)
+    with _metrics_lock:
+        for key in [k for k in _metrics_cache if job_id in (None, k[0])]:
+            del _metrics_cache[key]
+
+
 def job_metrics(actor: UserInfo, job_id: str, max_points: int = 1000) -> list[MetricsPointInfo]:
     """Metric points for charts, downsampled in the query to about ``max_points`` with each bucket's
     highest and lowest training loss kept (peaks survive); every validation point is kept.
@@ -315,7 +329,7 @@ def reconcile() -> int:
     changed = 0
     for job_id, sub, updated, created, status, gpu in active:
         if sub is None:
-            if status == "queued" and _age_s(created) > NEVER_SUBMITTED_GRACE_S:
+            if status == "queued" and age_s(created) > NEVER_SUBMITTED_GRACE_S:
                 changed += fail_job(job_id, "the job was never submitted to Ray (the process "
                                             "creating it ended first); create it again")
             continue
@@ -331,7 +345,7 @@ def reconcile() -> int:
                 changed += 1
                 _stop_quietly(sub)
             continue
-        if ray_status == "MISSING" and _age_s(updated) < MISSING_GRACE_S:
+        if ray_status == "MISSING" and age_s(updated) < MISSING_GRACE_S:
             continue  # just submitted: Ray may not list it yet
         reason = _ray_reason(sub, info)
         if fail_job(job_id, reason):
@@ -345,7 +359,7 @@ def _waits_for_missing_resources(status: str, created, gpu: dict) -> str | None:
     from backend.jobs.capacity import cluster_totals, job_needs, missing_resources
 
     wait_s = get_settings().missing_resource_wait_s
-    if status not in ("queued", "initializing") or wait_s <= 0 or _age_s(created) < wait_s:
+    if status not in ("queued", "initializing") or wait_s <= 0 or age_s(created) < wait_s:
         return None
     totals = cluster_totals()
     needs = job_needs(bool(gpu.get("use_gpu")), int(gpu.get("num_workers") or 1))

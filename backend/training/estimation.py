@@ -112,7 +112,7 @@ class Estimate:
     eval_tokens: int
     throughput_tokens_per_s: float
     duration_s: float
-    gpu_hours: float
+    worker_hours: float
     cost: CostBreakdown
     vram: VramEstimate
     calibrated_from: int
@@ -293,8 +293,8 @@ def adapter_bytes(lora_params: int, tensors: int) -> int:
 def _costs(stats: DatasetStatsInput, hardware: HardwareEntry, workers: int, duration_s: float,
            plan: TrainPlan, lora_params: int, adapter_size: int
            ) -> tuple[CostBreakdown, float, list[str]]:
-    gpu_hours = duration_s / 3600 * workers
-    compute = gpu_hours * hardware.cost_per_gpu_hour
+    worker_hours = duration_s / 3600 * workers
+    compute = worker_hours * hardware.cost_per_gpu_hour
     adapter_bytes = adapter_size
     stored = adapter_bytes + plan.checkpoints * lora_params * CHECKPOINT_BYTES_PER_PARAM
     storage = storage_cost(stored, hardware.pricing.storage_per_gb_month, STORAGE_MONTHS)
@@ -311,7 +311,7 @@ def _costs(stats: DatasetStatsInput, hardware: HardwareEntry, workers: int, dura
                  f"{moved / 2**20:,.1f} MiB at ${hardware.pricing.data_transfer_per_gb:g}/GB")
     cost = CostBreakdown(compute=compute, storage=storage, data_transfer=transfer,
                          total=compute + storage + transfer)
-    return cost, gpu_hours, notes
+    return cost, worker_hours, notes
 
 
 def _check_workers(hardware: HardwareEntry, workers: int) -> None:
@@ -351,7 +351,7 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
     tensors = 2 * model.num_layers * len(list(ALL_LINEAR) if "all-linear" in config.target_modules
                                          else config.target_modules)
     size = adapter_bytes(lora_params, tensors)
-    cost, gpu_hours, cost_notes = _costs(stats, hardware, workers, duration_s, plan, lora_params,
+    cost, worker_hours, cost_notes = _costs(stats, hardware, workers, duration_s, plan, lora_params,
                                          size)
     longest = stats.length_percentiles.max
     seq = min(config.max_seq_length, longest) if longest > 0 else config.max_seq_length
@@ -366,7 +366,7 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
         assumptions.append("conversation lengths unknown: memory assumes batches of max_seq_length")
     return Estimate(
         tokens_to_train=plan.tokens_to_train, eval_tokens=plan.eval_tokens,
-        throughput_tokens_per_s=tps, duration_s=duration_s, gpu_hours=gpu_hours, cost=cost,
+        throughput_tokens_per_s=tps, duration_s=duration_s, worker_hours=worker_hours, cost=cost,
         vram=memory, calibrated_from=calibrated_from, assumptions=assumptions,
         warnings=_warnings(config, model, hardware, workers, plan, memory, kept),
         hardware_id=hardware.id, model_id=model.id, workers=workers,

@@ -43,8 +43,21 @@ class Recipe:
     upload_prefix: str | None = None  # rank 0 uploads the adapter there (the configured store)
     card: dict[str, Any] = field(default_factory=dict)  # job/dataset/preset named in the README
 
+    # the recipe's steps in order (torchtune style): built (setup) → train → save → cleanup
+    def train(self):
+        """:func:`train`: Ray's ``Result`` or an :class:`InProcessResult`."""
+        return train(self)
 
-def _read_config(path: str) -> TrainConfig:
+    def save(self, result, sink: ProgressSink) -> dict[str, Any]:
+        """:func:`save`: rank 0's result handed to ``sink``."""
+        return save(self, result, sink)
+
+    def cleanup(self) -> None:
+        """:func:`cleanup`: shut down the Ray this run started."""
+        cleanup(self)
+
+
+def read_config(path: str) -> TrainConfig:
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -54,7 +67,7 @@ def _read_config(path: str) -> TrainConfig:
     return TrainConfig(**raw)  # InvalidTrainingConfig lists every bad value
 
 
-def _storage(storage_path: str | None) -> tuple[str, Any]:
+def storage_target(storage_path: str | None) -> tuple[str, Any]:
     """(path, pyarrow filesystem or None) for RunConfig; s3:// uses the BRIGHTRUN_S3_* settings."""
     from backend.core.config import get_settings
 
@@ -194,7 +207,7 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
         return InProcessResult(value, runtime.get_checkpoint())
 
     return _with_retries(recipe, attempt, Exception,  # retried like a lost Ray Train worker
-                         lambda exc: f"training failed ({_failure_message(exc)});")
+                         lambda exc: f"training failed ({failure_message(exc)});")
 
 
 def _with_retries(recipe: Recipe, attempt, retried: type[BaseException], lead) -> Any:
@@ -301,7 +314,7 @@ def cleanup(recipe: Recipe) -> None:
         ray.shutdown()
 
 
-def _failure_message(exc: BaseException) -> str:
+def failure_message(exc: BaseException) -> str:
     """The root cause's message (Ray wraps worker errors)."""
     cause = exc
     while cause.__cause__ is not None:

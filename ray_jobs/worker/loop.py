@@ -122,8 +122,8 @@ def _setup(run: _Run) -> None:
         run.tokenizer.pad_token = run.tokenizer.eos_token
     _load_data(run)
     phase(run.sink, "data")
-    _load_model(run, path)
-    _build_optimizer(run)
+    load_model(run, path)
+    build_optimizer(run)
     restore(run)
     reseed(run)
     phase(run.sink, "model")
@@ -159,7 +159,7 @@ def _load_data(run: _Run) -> None:
                      "reported (raise validation_fraction)")
 
 
-def _load_model(run: _Run, path: str) -> None:
+def load_model(run: _Run, path: str) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -180,7 +180,7 @@ def _load_model(run: _Run, path: str) -> None:
     run.gpu = GpuMonitor(run.device)
 
 
-def _build_optimizer(run: _Run) -> None:
+def build_optimizer(run: _Run) -> None:
     import torch
 
     cfg = run.cfg
@@ -235,7 +235,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
               ) -> None:
     cfg, st = run.cfg, run.state
     t0 = time.perf_counter()
-    loss_sum, real_tokens, grad_norm, lr = _optimizer_step(run, micro, trained_tokens)
+    loss_sum, real_tokens, grad_norm, lr = optimizer_step(run, micro, trained_tokens)
     loss_sum, real_tokens = allreduce([loss_sum, float(real_tokens)])
     step_s = time.perf_counter() - t0
     st["global_step"] += 1
@@ -276,7 +276,7 @@ def _one_step(run: _Run, epoch: int, micro: list, trained_tokens: float, last_in
         save_checkpoint(run, train_loss, val_loss)
 
 
-def _optimizer_step(run: _Run, micro: list, trained_tokens: float
+def optimizer_step(run: _Run, micro: list, trained_tokens: float
                     ) -> tuple[float, int, float | None, float]:
     """Forward/backward every micro-batch of one step, then clip and step. Returns this worker's
     (loss sum, non-padding tokens, gradient norm before clipping, learning rate used)."""

@@ -96,8 +96,8 @@ def test_unreachable_database_is_one_clear_line(brightrun_home, monkeypatch):
 
 @pytest.mark.postgres
 def test_upgrade_creates_every_table_on_empty_postgres(pg_server):
-    from tests.fixtures.postgres import _create_database
-    url = _create_database(pg_server.url)
+    from tests.fixtures.postgres import create_database
+    url = create_database(pg_server.url)
     upgrade(url)
     from backend.db.session import make_engine
     eng = make_engine(url)
@@ -183,8 +183,8 @@ def test_database_at_0001_refused_then_upgraded(brightrun_home, monkeypatch):
 @pytest.mark.postgres
 def test_upgrade_from_0001_on_postgres(pg_server):
     from backend.db.session import current_revision, head_revision, make_engine
-    from tests.fixtures.postgres import _create_database
-    url = _create_database(pg_server.url)
+    from tests.fixtures.postgres import create_database
+    url = create_database(pg_server.url)
     _upgrade_to(url, "0001")
     assert upgrade(url) == head_revision()
     eng = make_engine(url)

@@ -26,7 +26,7 @@ from backend.db.session import dispose_engines
 from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, CliUser, cli_subprocess, log_in,
                                     open_page, screenshot, served_dashboard, settle)
 from tests.fixtures.paths import SAMPLE_DATA
-from tests.fixtures.postgres import _create_database
+from tests.fixtures.postgres import create_database
 
 SHARED = SAMPLE_DATA
 pytestmark = [pytest.mark.team, pytest.mark.ray, pytest.mark.postgres, pytest.mark.s3,
@@ -56,7 +56,7 @@ def team_env(pg_server, s3_server, ray_cluster, brightrun_home, monkeypatch):
     way minio-init makes it, the session Ray head, password auth. Yields a dict of what was set."""
     from minio import Minio
 
-    db_url = _create_database(pg_server.url)
+    db_url = create_database(pg_server.url)
     bucket = f"team-{uuid.uuid4().hex[:12]}"
     client = Minio(s3_server.endpoint.split("://", 1)[1], access_key=s3_server.access_key,
                    secret_key=s3_server.secret_key, secure=False, region=s3_server.region)

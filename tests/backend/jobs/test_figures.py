@@ -45,7 +45,7 @@ def test_finished_cpu_job_has_one_value_per_figure():
     assert f.validation_conversations == 4
 
 
-def test_gpu_job_shows_gpu_hours():
+def test_gpu_job_shows_worker_hours_as_worker_hours():
     f = job_figures(job(gpu_config={"gpu_type": "A100-80GB", "num_workers": 1}), SUMMARY, QUALITY)
     assert (f.hours_label, f.is_gpu) == ("GPU-hours", True)
 

@@ -68,7 +68,7 @@ def test_the_job_keeps_the_setting_and_trains_as_decided(me, tmp_path, override,
     assert job.hyperparameters["gradient_checkpointing"] is stored  # "train again" keeps auto
     assert job.gpu_config["gradient_checkpointing"] is trains  # the tiny model fits: auto = off
     assert job.estimate["vram"]["gradient_checkpointing"] is trains
-    recipe = recipe_for_job(job.id, tmp_path)
+    recipe = recipe_for_job(job.id)
     assert recipe.config.gradient_checkpointing is trains and recipe.use_gpu
 
 

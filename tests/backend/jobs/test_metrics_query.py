@@ -141,14 +141,14 @@ def fresh(job_id: str, max_points: int):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Every ``_read`` of the incremental query: whether it started from kept buckets."""
+    """Every ``read_buckets`` of the incremental query: whether it started from kept buckets."""
     calls: list[bool] = []
-    real = mq._read
+    real = mq.read_buckets
 
     def spy(s, key, lo, base):
         calls.append(base is not None)
         return real(s, key, lo, base)
-    monkeypatch.setattr(mq, "_read", spy)
+    monkeypatch.setattr(mq, "read_buckets", spy)
     return calls
 
 

@@ -55,7 +55,7 @@ def test_compute_cost_is_hours_times_workers_times_rate(hw, workers):
     est = run(hw=hw, workers=workers)
     rate = get_hardware(hw).cost_per_gpu_hour
     hours = est.duration_s / 3600
-    assert est.gpu_hours == pytest.approx(hours * workers)
+    assert est.worker_hours == pytest.approx(hours * workers)
     assert est.cost.compute == pytest.approx(hours * workers * rate)
     assert est.cost.total == pytest.approx(est.cost.compute + est.cost.storage
                                            + est.cost.data_transfer)
@@ -138,7 +138,7 @@ def test_data_transfer(workers, file_size):
 def test_cpu_local_costs_nothing():
     est = run(cfg(TINY), hw="cpu-local", model=TINY, workers=2)
     assert (est.cost.compute, est.cost.storage, est.cost.data_transfer, est.cost.total) == (0, 0, 0, 0)
-    assert est.gpu_hours > 0
+    assert est.worker_hours > 0
 
 
 # ----- truncation ------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_estimate_warnings(config, fragment):
 
 def test_to_dict_has_every_figure_and_is_json():
     d = run().to_dict()
-    for key in ("tokens_to_train", "eval_tokens", "throughput_tokens_per_s", "duration_s", "gpu_hours",
+    for key in ("tokens_to_train", "eval_tokens", "throughput_tokens_per_s", "duration_s", "worker_hours",
                 "calibrated_from", "assumptions", "warnings"):
         assert key in d
     assert set(d["cost"]) == {"compute", "storage", "data_transfer", "total"}
@@ -344,7 +344,7 @@ def test_worked_example_in_the_doc_is_current():
         "eval_tokens": f"{est.eval_tokens:,}",
         "throughput": f"{est.throughput_tokens_per_s:,.0f} tokens/s",
         "duration": f"{est.duration_s:,.0f} s",
-        "gpu_hours": f"{est.gpu_hours:.4f} GPU-hours",
+        "worker_hours": f"{est.worker_hours:.4f} GPU-hours",
         "compute": f"${est.cost.compute:.4f}",
         "storage": f"${est.cost.storage:.4f}",
         "transfer": f"${est.cost.data_transfer:.4f}",

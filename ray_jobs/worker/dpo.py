@@ -160,8 +160,9 @@ def _note_eval(run: Run, epoch: int, metrics: dict, epoch_end: bool) -> None:
                  f"{metrics['eval_rewards/margins']:.4f}")
 
 
-def train(run: Run) -> None:
-    """The DPO epochs (replaces the SFT ones); reports points and checkpoints like SFT."""
+def train(run: Run, progress_args) -> None:
+    """The DPO epochs (replaces the SFT ones); reports points and checkpoints like SFT.
+    ``progress_args(run, epoch, point)`` gives the loop's progress tuple for the metric buffer."""
     cfg, st = run.cfg, run.state
     run.sink.stage("training")
     run.train_started = time.monotonic()
@@ -179,10 +180,11 @@ def train(run: Run) -> None:
         pairs = allreduce([float(sum(len(idx) for idx, real in step if real)) for step in steps])
         first = st["step_in_epoch"] if epoch == st["epoch"] else 0
         for s in range(first, len(steps)):
-            _one_step(run, epoch, steps[s], pairs[s], last_in_epoch=s == len(steps) - 1)
+            _one_step(run, epoch, steps[s], pairs[s], s == len(steps) - 1, progress_args)
 
 
-def _one_step(run: Run, epoch: int, micro: list, step_pairs: float, last_in_epoch: bool) -> None:
+def _one_step(run: Run, epoch: int, micro: list, step_pairs: float, last_in_epoch: bool,
+              progress_args) -> None:
     cfg, st = run.cfg, run.state
     t0 = time.perf_counter()
     stats, grad_norm, lr = _optimizer_step(run, micro, step_pairs)
@@ -217,9 +219,7 @@ def _one_step(run: Run, epoch: int, micro: list, step_pairs: float, last_in_epoc
              "gpu_utilization": None, "tokens_processed": st["tokens_processed"],
              "timestamp": utc_now(), **{k: v for k, v in train_metrics.items() if k != "loss"},
              **eval_metrics, **run.gpu.gather(run.rank, run.world, allreduce)}
-    from ray_jobs.worker.loop import _progress_args
-
-    run.buffer.add(point, _progress_args(run, epoch, point))
+    run.buffer.add(point, progress_args(run, epoch, point))
     every = cfg.checkpoint_every_steps
     if st["global_step"] == run.total_steps or (st["global_step"] % every == 0 if every
                                                  else last_in_epoch):

@@ -220,7 +220,7 @@ def lr_lambda(warmup: int, total: int, kind: str):
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
     if cfg.method == "dpo":
-        return dpo.train(run)
+        return dpo.train(run, _progress_args)
     run.sink.stage("training")
     measure_base(run)
     run.train_started = time.monotonic()

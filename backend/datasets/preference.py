@@ -236,3 +236,38 @@ def count_tokens(tokenizer: Any, pairs: list[PreferencePair], max_seq_length: in
         truncated += int(chosen.truncated or rejected.truncated)
     return {"pairs": len(pairs), "tokens": total, "answer_tokens": answers,
             "max_pair_tokens": longest, "truncated": truncated}
+
+
+def to_validation_report(report: PreferenceReport, tokenizer_name: str | None = None):
+    """The :class:`~backend.datasets.validation.ValidationReport` the dataset service stores for a
+    preference file: one error issue (code ``invalid_preference_row``) per bad line, a pair counted
+    as a conversation and a training pair, templated token counts when measured."""
+    from backend.datasets.stats import DatasetStats
+    from backend.datasets.validation import Issue, ValidationReport
+
+    issues = [Issue(line, "invalid_preference_row", "error", message,
+                    "Each line needs `prompt`, `chosen` and `rejected` (see docs/training.md, DPO).")
+              for line, message in report.errors]
+    tokens = report.tokens or {}
+    stats = DatasetStats(conversations=report.pairs, training_pairs=report.pairs,
+                         total_turns=report.pairs * 2, total_tokens=tokens.get("tokens"),
+                         assistant_tokens=tokens.get("answer_tokens"),
+                         avg_turns_per_conversation=2.0 if report.pairs else 0.0,
+                         tokenizer=tokenizer_name or "none",
+                         lines=report.pairs + len({line for line, _ in report.errors}),
+                         token_counting="templated" if tokens else "text")
+    return ValidationReport(format=PREFERENCE, ok=report.ok, error_count=len(issues),
+                            warning_count=0, issues=issues[:100],
+                            issue_counts={"invalid_preference_row": len(issues)} if issues else {},
+                            stats=stats, preview=report.preview)
+
+
+def first_row_is_preference(fileobj: BinaryIO) -> bool:
+    """Whether the first non-blank line of a binary file is a preference row (reads ≤ 64 lines)."""
+    for _, raw in zip(range(64), fileobj):
+        if raw.strip():
+            try:
+                return is_preference(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                return False
+    return False

@@ -15,7 +15,6 @@ DPO loss) like SFT, plus TRL's names: ``rewards/chosen``, ``rewards/rejected``,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from typing import Any
@@ -36,15 +35,12 @@ from ray_jobs.worker.state import Run, allreduce
 
 
 def split_pairs(pairs: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(train, held out): exactly round(fraction × pairs) held out (at least 1 of 2 or more when
-    fraction > 0), chosen by a seeded hash of each pair's id — the same split on every worker."""
-    n_val = round(fraction * len(pairs))
-    if fraction > 0 and len(pairs) >= 2:
-        n_val = max(1, n_val)
-    n_val = min(n_val, len(pairs) - 1) if pairs else 0
-    ranked = sorted(range(len(pairs)), key=lambda i: hashlib.sha256(
-        f"{seed}:{pairs[i].pair_id}:{i}".encode()).hexdigest())
-    held = set(ranked[:n_val])
+    """(train, held out): the SFT split rule on the pairs' ids
+    (:func:`backend.training.plan.held_out_indices`: round(fraction × pairs), at least 1 of 2 or
+    more), the same on every worker and as the Configure page counts it."""
+    from backend.training.plan import held_out_indices
+
+    held = held_out_indices([p.pair_id for p in pairs], fraction, seed)
     return ([p for i, p in enumerate(pairs) if i not in held],
             [p for i, p in enumerate(pairs) if i in held])
 

@@ -83,7 +83,11 @@ def load_data(run: Run) -> None:
     tokens = sum(len(c) + len(r) for c, r in run.train)
     run.counts = {"method": "dpo", "train_pairs": len(run.train), "validation_pairs": len(run.val),
                   "dropped": dropped + dropped_val, "train_tokens": tokens,
-                  "steps_per_epoch": run.steps_per_epoch, "total_steps": run.total_steps}
+                  "steps_per_epoch": run.steps_per_epoch, "total_steps": run.total_steps,
+                  # the SFT names the job figures and the adapter card read (a pair: one "row")
+                  "train_conversations": len(run.train), "validation_conversations": len(run.val),
+                  "tokens_to_train": tokens * cfg.num_epochs, "left_out": dropped + dropped_val,
+                  "truncated": sum(int(c.truncated or r.truncated) for c, r in run.train)}
     run.sink.log("info", f"{len(run.train)} training and {len(run.val)} validation preference "
                  f"pairs; {run.total_steps} steps on {run.world} worker(s)", **run.counts)
 

@@ -144,7 +144,8 @@ def main() -> None:
         left, right = st.columns([3, 2], gap="large")
         with left:  # the form first: it is drawn before anything slow runs
             preset = form.preset_buttons()
-            values = form.advanced_settings()
+            method = form.method_choice(dataset.format)
+            values = {**form.advanced_settings(), **method}
             st.caption(form.summary_caption(values, preset))
             hw_id, workers = form.hardware_picker()
             form.save_draft(dataset.id, preset, values, hw_id, workers)
@@ -153,7 +154,8 @@ def main() -> None:
             st.fragment(_launch)(actor, dataset, preset, values, hw_id, workers, parent_id)
         _split_caption(split_slot, dataset, values["validation_fraction"])
         with preview:  # last: its tokenizer never delays the form or the estimate
-            show_mask_preview(dataset, values["base_model"], values["max_seq_length"])
+            if dataset.format != "preference":  # pairs: previewed on the Datasets page
+                show_mask_preview(dataset, values["base_model"], values["max_seq_length"])
 
 
 main()

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from app.auth import current_user
-from app.monitor.panels import charts, checkpoints, logs, snapshot
+from app.monitor.panels import charts, checkpoints, logs, preference, snapshot
 from app.monitor.startup import startup
 from app.monitor.summary import cancel, current_metrics, header, outcome
 from app.ui.job_widgets import job_label, maybe_reconcile
@@ -85,6 +85,7 @@ def _live(actor, job_id: str, polling: bool) -> None:
         outcome(job)
         cancel(actor, job)
         charts(points, job)
+        preference(actor, job)
         samples(actor, job)
         logs(actor, job)
         checkpoints(saved)

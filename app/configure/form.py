@@ -275,6 +275,27 @@ def advanced_settings() -> dict[str, Any]:
     return values
 
 
+METHOD_LABELS = {"sft": "SFT: conversations", "dpo": "DPO: preference pairs"}
+METHOD_FOR_KEY = "configure_method_for"  # the dataset format the method was last defaulted for
+
+
+def method_choice(dataset_format: str | None) -> dict[str, Any]:
+    """The training method (defaulting to the one the dataset's format fits: DPO for preference
+    pairs, SFT otherwise) and, for DPO, β. Returns the form values to add."""
+    ss = st.session_state
+    if ss.get(METHOD_FOR_KEY) != dataset_format or key("method") not in ss:
+        ss[METHOD_FOR_KEY] = dataset_format
+        ss[key("method")] = "dpo" if dataset_format == "preference" else "sft"
+    method = st.radio("Training method", list(METHOD_LABELS), key=key("method"), horizontal=True,
+                      format_func=METHOD_LABELS.get, help=_help("method"))
+    if method != "dpo":
+        return {"method": method}
+    ss.setdefault(key("dpo_beta"), TrainingConfig.model_fields["dpo_beta"].default)
+    beta = st.number_input("DPO β", min_value=0.001, max_value=10.0, step=0.05, format="%.3f",
+                           key=key("dpo_beta"), help=_help("dpo_beta"))
+    return {"method": method, "dpo_beta": float(beta), "dpo_loss_type": "sigmoid"}
+
+
 def summary_caption(values: dict[str, Any], preset: str) -> str:
     modified = is_modified(values, preset)
     return (f"Preset **{literal(preset)}**{' (modified)' if modified else ''} · base model "

@@ -90,10 +90,16 @@ def _preview(d) -> None:
     sample = d.sample_data or []
     if not sample:
         return
-    st.markdown(f"#### Preview: first {len(sample)} conversation(s)")
+    pairs = d.format == "preference"
+    st.markdown(f"#### Preview: first {len(sample)} {'preference pair' if pairs else 'conversation'}(s)")
     for i, conv in enumerate(sample):
         turns = conv.get("turns") or []
         label = f"Conversation {literal(conv.get('conversation_id', '—'))} · {len(turns)} turn(s)"
+        if pairs:  # prompt turns, then the chosen and the rejected answer (line: the file's)
+            turns = [*(conv.get("prompt") or []),
+                     {"role": "assistant", "content": f"✅ chosen: {conv.get('chosen', '')}"},
+                     {"role": "assistant", "content": f"❌ rejected: {conv.get('rejected', '')}"}]
+            label = f"Pair {literal(conv.get('id', '—'))} · line {conv.get('line', '—')}"
         with st.expander(label, expanded=i == 0, icon=":material/forum:"):
             for turn in turns:
                 role = str(turn.get("role") or "user")

@@ -77,3 +77,33 @@ def checkpoints(points) -> None:
         st.dataframe(pd.DataFrame([{"step": c.step, "epoch": c.epoch, "loss": c.loss,
                                     "size": fmt_bytes(c.file_size), "stored at": c.storage_path}
                                    for c in points]), hide_index=True, width="stretch")
+
+
+PREFERENCE_SERIES = {"rewards/accuracies": "reward accuracy (training step)",
+                     "eval_rewards/accuracies": "reward accuracy (held-out pairs)",
+                     "rewards/margins": "reward margin (training step)",
+                     "eval_rewards/margins": "reward margin (held-out pairs)"}
+
+
+def preference(actor, job) -> None:
+    """DPO jobs: TRL's rewards/accuracies and rewards/margins, per step and on held-out pairs."""
+    from backend.jobs.preference_metrics import preference_history
+
+    if (job.hyperparameters or {}).get("method") != "dpo":
+        return
+    history = preference_history(actor, job.id)
+    if not history:
+        return
+    frame = pd.DataFrame(history).set_index("step")
+    st.markdown("**Preference rewards** (DPO, β × log-ratio to the reference)")
+    cols = st.columns(2)
+    for col, metric in zip(cols, ("accuracies", "margins")):
+        names = [n for n in (f"rewards/{metric}", f"eval_rewards/{metric}") if n in frame]
+        if names:
+            col.line_chart(frame[names].rename(columns=PREFERENCE_SERIES), height=180)
+    last = next((p for p in reversed(history) if "eval_loss" in p), None)
+    if last is not None:
+        st.caption(f"Held-out pairs at step {last['step']:,}: reward accuracy "
+                   f"{last['eval_rewards/accuracies']:.2f}, margin {last['eval_rewards/margins']:.3f}, "
+                   f"DPO loss {last['eval_loss']:.4f}.")
+

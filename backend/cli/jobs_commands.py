@@ -17,9 +17,16 @@ def _config_args(p) -> None:
     p.add_argument("--base-model", help="HF id or local path present on this machine")
     p.add_argument("--gpu", default="cpu-local", help="hardware id from the catalog")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--method", choices=["sft", "dpo"],
+                   help="sft (default): conversations; dpo: preference pairs (β: --set dpo_beta=0.1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting (repeatable), e.g. --set num_epochs=2")
     p.add_argument("--json", action="store_true")
+
+
+def _overrides(args) -> list[str]:
+    """``--set`` items, ``--method`` first (a ``--set method=…`` after it wins)."""
+    return ([f"method={args.method}"] if args.method else []) + list(args.set)
 
 
 def register(sub) -> None:
@@ -60,7 +67,7 @@ def register(sub) -> None:
 def cmd_estimate(args) -> int:
     from backend.jobs.service import build_config, estimate_for_dataset
 
-    config = build_config(args.preset, base_model=args.base_model, overrides=args.set)
+    config = build_config(args.preset, base_model=args.base_model, overrides=_overrides(args))
     est = estimate_for_dataset(actor(args), args.dataset, config, args.gpu, args.workers)
     if args.json:
         print_json(est)
@@ -94,7 +101,7 @@ def cmd_create(args) -> int:
     from backend.jobs.service import create_job
 
     who = actor(args)
-    job = create_job(who, args.dataset, preset_id=args.preset, overrides=args.set,
+    job = create_job(who, args.dataset, preset_id=args.preset, overrides=_overrides(args),
                      base_model=args.base_model, hardware_id=args.gpu, workers=args.workers,
                      allow_over_budget=args.allow_over_budget, name=args.name,
                      parent_model_id=args.parent_model)

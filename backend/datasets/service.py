@@ -22,7 +22,7 @@ from backend.notifications import notify
 from backend.storage import get_object_store, sanitize_filename
 
 log = logging.getLogger(__name__)
-FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", "alpaca")
+FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", "alpaca", "preference")
 SORTS = {"created_at": Dataset.created_at, "name": Dataset.name, "file_size": Dataset.file_size,
          "total_tokens": Dataset.total_tokens, "status": Dataset.status}
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".txt")

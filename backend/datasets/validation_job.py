@@ -21,8 +21,17 @@ def validate_object(key: str, *, declared_format: str | None, max_seq_length: in
     then, for a valid file up to EXACT_PLAN_MAX_BYTES, replace the token statistics by templated
     counts (the base model's chat template, as the trainer encodes: :func:`with_templated_tokens`).
     Returns a ``ValidationReport``."""
-    report = _validate(key, declared_format, max_seq_length, base_model)
     from backend.base_models.registry import default_base_model
+    from backend.datasets import preference
+
+    with contextlib.closing(get_object_store().open(key)) as fh:
+        if declared_format == preference.PREFERENCE or preference.first_row_is_preference(fh):
+            model = base_model or default_base_model()
+            tokenizer = load_tokenizer(model)
+            with contextlib.closing(get_object_store().open(key)) as pairs:
+                found = preference.validate_preferences(pairs, tokenizer, max_seq_length)
+            return preference.to_validation_report(found, tokenizer_name(model, tokenizer))
+    report = _validate(key, declared_format, max_seq_length, base_model)
 
     return with_templated_tokens(report, key, base_model or default_base_model(), max_seq_length)
 

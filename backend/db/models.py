@@ -141,6 +141,8 @@ class MetricsPoint(Base):
     throughput: Mapped[float | None] = mapped_column(Float)
     gpu_utilization: Mapped[float | None] = mapped_column(Float)
     tokens_processed: Mapped[int | None] = mapped_column(BigInteger)
+    # DPO jobs only: TRL-named metrics of the step ("rewards/margins", "eval_rewards/margins", …)
+    preference: Mapped[dict | None] = mapped_column(JsonType)
     __table_args__ = (UniqueConstraint("job_id", "step", name="uq_metrics_job_step"),
                       Index("ix_metrics_job_timestamp", "job_id", "timestamp"),
                       # the validation points of a job (backend/jobs/metrics.py), few of many

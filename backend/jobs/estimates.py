@@ -125,6 +125,14 @@ def memory_check_for(s, hardware_id: str, user_id: str) -> dict | None:
     return check.to_dict() if check else None
 
 
+def check_method(method: str, dataset_format: str | None, name: str) -> None:
+    """DPO trains on preference pairs only, SFT on conversations only. Raises InvalidInput."""
+    if (method == "dpo") != (dataset_format == "preference"):
+        raise InvalidInput(f"method {method} cannot train on dataset “{name}” ({dataset_format})",
+                           code="method_dataset_mismatch",
+                           hint="DPO needs a prompt/chosen/rejected dataset; SFT needs conversations")
+
+
 def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfig,
                          hardware_id: str, workers: int) -> dict:
     """Estimate + hardware + budget decision as one JSON-able dict.
@@ -144,7 +152,9 @@ def estimate_for_dataset(actor: UserInfo, dataset_id: str, config: TrainingConfi
             raise InvalidInput(f"dataset “{row.name}” is {row.status}, not ready for training",
                                code="dataset_not_ready",
                                hint="wait for validation, or fix the errors and upload again")
-        plan, why_not = exact_plan(row, config, workers)
+        check_method(config.method, row.format, row.name)
+        plan, why_not = (None, "preference pairs: plan approximated from the pair and token "
+                         "counts") if row.format == "preference" else exact_plan(row, config, workers)
         est = estimate(stats_input(row), config, hw, workers, spec,
                        calibration_samples(s, actor.id), plan=plan)
         check = memory_check_for(s, hw.id, actor.id) if hw.kind == "gpu" else None

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
 
-from sqlalchemy import delete, func, insert, literal_column, select
+from sqlalchemy import delete, func, insert, literal_column, null, select
 
 from backend.core import states
 from backend.core.errors import DatabaseError, NotFound
@@ -130,6 +130,14 @@ def _ts(value) -> datetime:
     return utcnow()
 
 
+def preference_fields(point: dict) -> dict | None:
+    """The TRL-named DPO metrics of a point (``rewards/*``, ``eval_rewards/*``, ``eval_loss``),
+    or None for an SFT point."""
+    out = {k: v for k, v in point.items()
+           if (k.startswith(("rewards/", "eval_rewards/")) or k == "eval_loss") and v is not None}
+    return out or None
+
+
 def append_metrics(job_id: str, points: list[dict]) -> int:
     """Store metric points, one per step: a point replaces a stored point of the same step (a
     step trained again after a restart is the run that goes on; a batch resent after a database
@@ -148,7 +156,8 @@ def append_metrics(job_id: str, points: list[dict]) -> int:
                                                  MetricsPoint.step.in_(steps)))
             s.add_all(MetricsPoint(job_id=job_id, epoch=int(p.get("epoch", 0)), step=step,
                                    timestamp=_ts(p.get("timestamp")),
-                                   **{k: p.get(k) for k in METRIC_FIELDS})
+                                   **{k: p.get(k) for k in METRIC_FIELDS},
+                                   preference=preference_fields(p) or null())
                       for step, p in by_step.items())
             s.flush()
             refresh_rollups(s, job_id, steps[0], steps[-1])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
@@ -147,6 +147,18 @@ class TrainingConfig(BaseModel):
                     "round(fraction × conversations), at least 1 of 2 or more, chosen by a hash of "
                     "each conversation id (the split the dataset statistics show); 0 disables "
                     "validation, evaluation and the quality rating.")
+
+    method: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="sft: supervised fine-tuning on conversations (loss on assistant tokens); dpo: "
+                    "Direct Preference Optimisation on prompt/chosen/rejected pairs, the reference "
+                    "being the base model (the adapter disabled).")
+    dpo_beta: float = Field(
+        0.1, gt=0, le=10,
+        description="DPO only: β, how far the policy may move from the reference (higher: stays "
+                    "closer); the rewards are β × the log-probability ratios.")
+    dpo_loss_type: Literal["sigmoid"] = Field(
+        "sigmoid", description="DPO only: the loss, −log σ(β·(chosen − rejected log-ratio)).")
 
     @field_validator("target_modules")
     @classmethod
@@ -372,6 +384,8 @@ def _default_text(name: str, info: Any) -> str:
 def _type_name(annotation: Any) -> str:
     if annotation == list[str]:
         return "list of str"
+    if getattr(annotation, "__origin__", None) is Literal:
+        return " | ".join(annotation.__args__)
     if _allows_none(annotation):
         inner = [a for a in annotation.__args__ if a is not type(None)][0]
         return f"{inner.__name__} or none"

@@ -159,6 +159,11 @@ class BudgetDecision:
 
 
 # ----- tokens ----------------------------------------------------------------------------------------
+# DPO: a trained token costs ~3 forward-equivalents (forward + backward), the reference adds one
+DPO_TRAIN_FACTOR = 4 / 3
+DPO_EVAL_FACTOR = 2.0
+
+
 def kept_fraction(p: LengthPercentiles, max_seq_length: int) -> float:
     """Share of all tokens that survive truncation at ``max_seq_length``.
 
@@ -345,6 +350,13 @@ def estimate(stats: DatasetStatsInput, config: TrainingConfig, hardware: Hardwar
     assumptions += step_notes
     train_s = plan.tokens_to_train / tps + plan.total_steps * step_s
     eval_s = plan.eval_tokens / (tps * EVAL_SPEEDUP)
+    if config.method == "dpo":  # tokens count chosen + rejected; the reference adds a forward
+        train_s *= DPO_TRAIN_FACTOR
+        eval_s *= DPO_EVAL_FACTOR
+        assumptions.append(f"DPO: every pair is two sequences (chosen + rejected, in the token "
+                           f"counts), each run through the policy and the reference (adapter "
+                           f"off, forward only): training ×{DPO_TRAIN_FACTOR:.3g}, evaluation "
+                           f"×{DPO_EVAL_FACTOR:g}")
     startup_s, startup_notes = startup_seconds(hardware, calibration, workers)
     duration_s = train_s + eval_s + startup_s
     lora_params, module_notes = lora_parameter_count(model, config.target_modules, config.lora_rank)

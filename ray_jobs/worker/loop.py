@@ -45,6 +45,7 @@ from backend.training.data import (IGNORE_INDEX, collate, encode_and_plan, load_
 from ray_jobs.driver.runtime import RayTrainRuntime
 from ray_jobs.driver.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 from ray_jobs.driver.startup import phase
+from ray_jobs.worker import dpo
 from ray_jobs.worker.adapter_card import write_adapter_card
 from ray_jobs.worker.checkpoints import elapsed, reseed, restore, save_checkpoint
 from ray_jobs.worker.evaluation import (choose_sample_prompts, evaluate, learning_summary,
@@ -134,6 +135,8 @@ def _setup(run: _Run) -> None:
 
 def _load_data(run: _Run) -> None:
     cfg = run.cfg
+    if cfg.method == "dpo":
+        return dpo.load_data(run)
     source = run.loop["dataset"]
     if isinstance(source, str) and source.startswith("store:"):
         from backend.storage import get_object_store
@@ -216,6 +219,8 @@ def lr_lambda(warmup: int, total: int, kind: str):
 # ----- training ----------------------------------------------------------------------------------
 def _train(run: _Run) -> None:
     cfg, st = run.cfg, run.state
+    if cfg.method == "dpo":
+        return dpo.train(run, _progress_args)
     run.sink.stage("training")
     measure_base(run)
     run.train_started = time.monotonic()
@@ -378,4 +383,5 @@ def _result(run: _Run, out: Path) -> dict[str, Any]:
         "output": str(out),
         "files": {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()},
         **learning_summary(run, duration),
+        **({"dpo": dpo.result_section(run)} if run.cfg.method == "dpo" else {}),
     }

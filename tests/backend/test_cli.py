@@ -114,3 +114,23 @@ def test_jobs_samples_and_show_json_carry_scores(db, capsys):
     assert main(["jobs", "samples", "nope"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error [") and len(err.strip().splitlines()) == 1
+
+
+def test_jobs_estimate_method_dpo_on_a_preference_set(db, capsys):
+    import io
+
+    from backend.accounts.users import ensure_local_user
+    from backend.datasets import service as ds
+    from tests.fixtures.paths import REPO
+
+    data = (REPO / "examples" / "preference-demo.jsonl").read_bytes()
+    info = ds.upload_dataset(ensure_local_user(), io.BytesIO(data), "p.jsonl", "prefs",
+                             size=len(data), submit=False)
+    ds.run_validation(info.id)
+    assert main(["jobs", "estimate", "--dataset", info.id, "--method", "dpo",
+                 "--base-model", "brightrun/tiny-llama", "--json"]) == 0
+    assert "DPO:" in capsys.readouterr().out
+    assert main(["jobs", "estimate", "--dataset", info.id,
+                 "--base-model", "brightrun/tiny-llama"]) == 1
+    err = capsys.readouterr().err
+    assert "method sft cannot train" in err and len(err.strip().splitlines()) == 1

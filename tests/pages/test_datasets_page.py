@@ -315,3 +315,16 @@ def test_upload_validates_on_ray(ray_env):
         datasets.get_dataset(actor, d.id).error_message
     assert READY_BADGE in texts(at) and _metrics(at)["Ready"] == "1"
     dispose_engines()
+
+
+def test_preference_set_detail_previews_pairs(actor):
+    from tests.fixtures.paths import REPO
+
+    d = make_dataset(actor, "Prefs", content=(REPO / "examples" / "preference-demo.jsonl").read_bytes())
+    assert d.status == "ready" and d.format == "preference"
+    at = open_app("datasets", {"id": d.id})
+    assert not at.exception
+    assert "#### Preview: first 5 preference pair(s)" in texts(at)
+    shown = texts(at)
+    assert literal("❌ rejected: Not my problem.") in shown
+    assert literal("✅ chosen: Happy to help! To reset your password") in shown

@@ -387,3 +387,14 @@ def test_time_per_step_is_fitted_from_finished_jobs():
     est = run(cfg(num_epochs=1), hw=hw, calibration=samples)
     assert est.breakdown_s["training"] == pytest.approx(est.tokens_to_train / 1000
                                                          + 0.5 * est.total_steps)
+
+
+def test_dpo_estimate_adds_the_reference_passes():
+    from backend.training.estimation import DPO_EVAL_FACTOR, DPO_TRAIN_FACTOR
+
+    sft, dpo = run(cfg()), run(cfg(method="dpo"))
+    assert dpo.tokens_to_train == sft.tokens_to_train  # chosen + rejected are in the token counts
+    assert dpo.breakdown_s["training"] == pytest.approx(sft.breakdown_s["training"] * DPO_TRAIN_FACTOR)
+    assert dpo.breakdown_s["evaluation"] == pytest.approx(sft.breakdown_s["evaluation"] * DPO_EVAL_FACTOR)
+    assert any(a.startswith("DPO:") for a in dpo.assumptions)
+    assert not any(a.startswith("DPO:") for a in sft.assumptions)

@@ -13,6 +13,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from bench.gen_synthetic import SYSTEMS, random_text
@@ -168,9 +169,18 @@ def outside_ray():
     import ray.train.torch
     import torch
 
+    kept: list = []  # the checkpoints "reported", each committed at once (one process, no controller)
+
+    def report(metrics, checkpoint=None, checkpoint_dir_name=None, **_):
+        if checkpoint is not None:
+            kept.append(SimpleNamespace(checkpoint=SimpleNamespace(
+                path=str(Path(checkpoint.path).parent / checkpoint_dir_name)
+                if checkpoint_dir_name else checkpoint.path)))
+
     with mock.patch.object(ray.train, "get_context", lambda: _Context()), \
             mock.patch.object(ray.train, "get_checkpoint", lambda: None), \
-            mock.patch.object(ray.train, "report", lambda *a, **k: None), \
+            mock.patch.object(ray.train, "report", report), \
+            mock.patch.object(ray.train, "get_all_reported_checkpoints", lambda **_: list(kept)), \
             mock.patch.object(ray.train.torch, "prepare_model", lambda m, *a, **k: m), \
             mock.patch.object(ray.train.torch, "get_device", lambda: torch.device("cpu")):
         yield

@@ -47,7 +47,7 @@ def postgres():
     """A PostgreSQL server (tests/fixtures/postgres.py's ``PostgresServer``) with a fresh migrated
     database; yields its URL; stops the server (our process, by its data dir) after."""
     from backend.db.session import upgrade
-    from tests.fixtures.postgres import create_database, PostgresServer
+    from tests.fixtures.postgres import PostgresServer, create_database
 
     server = PostgresServer()
     try:

@@ -156,7 +156,6 @@ def _timestamp(point: dict) -> float:
 
 def run_product(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, device,
                 out: Path) -> dict:
-    import torch
 
     from ray_jobs.driver.sinks import CollectingSink
     from ray_jobs.worker.loop import train_loop_per_worker
@@ -187,8 +186,14 @@ def run_trainer(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
                 out: Path) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from backend.training.data import encode_all, load_split
 

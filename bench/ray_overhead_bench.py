@@ -126,6 +126,9 @@ def steady_state(points: list[dict], skip: int = 5) -> dict[str, float]:
     stamps = [datetime.fromisoformat(p["timestamp"]).timestamp() for p in kept]
     intervals = [b - a for a, b in zip(stamps, stamps[1:])]
     n = len(intervals)
+    if n < 2:
+        raise SystemExit(f"ray-overhead: only {len(points)} steps ran, too few for a steady state "
+                         f"(skip {skip} warm-up steps and the last); use more --conversations")
     step_cpu = sum(p["bench_step_cpu_s"] for p in kept[1:]) / n
     process_cpu = (kept[-1]["bench_process_cpu_s"] - kept[0]["bench_process_cpu_s"]) / n
     return {"steps": n, "step_s": (stamps[-1] - stamps[0]) / n,

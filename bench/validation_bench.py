@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     expected = bare_encode(tok, texts)
     report = with_tokens(token_path, tok)
     assert report.stats.total_tokens == expected, (report.stats.total_tokens, expected)
-    best = best_of(args.repeat, {"bare": lambda: bare_encode(tok, texts),
-                                 "bare_fast": lambda: bare_encode(tok, texts, fast=True),
+    best = best_of(args.repeat, {"bare": lambda texts=texts: bare_encode(tok, texts),
+                                 "bare_fast": lambda texts=texts: bare_encode(tok, texts, fast=True),
                                  "validate": lambda: with_tokens(token_path, tok)})
     del texts
     for bare, label, goal in (("bare", "encode_batch", "≥ 0.8×"),

@@ -7,8 +7,16 @@ import streamlit as st
 
 from app.auth import current_user
 from app.ui import job_charts
-from app.ui.job_widgets import (config_diff, elapsed_s, fmt_duration, fmt_money, job_cost,
-                                job_label, name_markdown, progress_fraction)
+from app.ui.job_widgets import (
+    config_diff,
+    elapsed_s,
+    fmt_duration,
+    fmt_money,
+    job_cost,
+    job_label,
+    name_markdown,
+    progress_fraction,
+)
 from app.ui.samples import compare_panel
 from app.ui.widgets import badge_markdown, fmt_time, handled, literal, page_path
 from backend.core import states

@@ -8,8 +8,19 @@ import streamlit as st
 
 from app.datasets.listing import BUSY, flash, open_dataset
 from app.ui import charts
-from app.ui.widgets import (badge_markdown, confirm_delete, fmt_bytes, fmt_float, fmt_int, fmt_time,
-                            format_label, handled, literal, page_path, show_error)
+from app.ui.widgets import (
+    badge_markdown,
+    confirm_delete,
+    fmt_bytes,
+    fmt_float,
+    fmt_int,
+    fmt_time,
+    format_label,
+    handled,
+    literal,
+    page_path,
+    show_error,
+)
 from backend.core.errors import BrightRunError
 from backend.datasets import service as ds
 

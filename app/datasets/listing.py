@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui.widgets import (badge_markdown, fmt_bytes, fmt_int, fmt_time, format_label, literal,
-                             open_detail, show_error)
+from app.ui.widgets import (
+    badge_markdown,
+    fmt_bytes,
+    fmt_int,
+    fmt_time,
+    format_label,
+    literal,
+    open_detail,
+    show_error,
+)
 from backend.core.errors import BrightRunError
 from backend.datasets import service as ds
 

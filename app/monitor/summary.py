@@ -5,9 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui.gpu_widgets import gpu_memory
-from app.ui.job_widgets import (elapsed_s, eta_short, eta_text, fmt_duration, fmt_duration_short,
-                                fmt_money, hardware_text, job_cost, name_markdown,
-                                progress_fraction, stage_markdown)
+from app.ui.job_widgets import (
+    elapsed_s,
+    eta_short,
+    eta_text,
+    fmt_duration,
+    fmt_duration_short,
+    fmt_money,
+    hardware_text,
+    job_cost,
+    name_markdown,
+    progress_fraction,
+    stage_markdown,
+)
 from app.ui.widgets import badge_markdown, fmt_int, literal, page_path, show_error
 from backend.core import states
 from backend.core.errors import BrightRunError

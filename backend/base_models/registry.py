@@ -15,8 +15,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from backend.base_models.install import (DEFAULT_MODEL_ID, base_models_root, installed,
-                                          installed_path, model_param_count)
+from backend.base_models.install import (
+    DEFAULT_MODEL_ID,
+    base_models_root,
+    installed,
+    installed_path,
+    model_param_count,
+)
 from backend.base_models.tiny_model import TINY_MODEL_ID, ensure_tiny_model
 from backend.core.errors import InvalidInput
 

@@ -1,11 +1,8 @@
 """Streaming dataset validation: every problem (line, code, message, suggestion) and statistics.
 
-Pure: the only I/O is reading the binary file object handed to :func:`validate_stream`, in 1 MiB
-blocks cut into lines, so memory stays bounded (one block, one line, one batch of texts for the
-tokenizer, the set of conversation ids seen, and a histogram of lengths). Once the format is known,
-most lines go through the typed fast path of ``backend.datasets.validation_fast``. Issue codes and their
-meaning are in :data:`ISSUE_CODES` and in ``docs/dataset-formats.md``.
-"""
+Pure: the only I/O is reading the binary file handed to :func:`validate_stream` in 1 MiB blocks, so
+memory stays bounded. Most lines take the typed fast path of ``backend.datasets.validation_fast``.
+Issue codes: :data:`ISSUE_CODES` and ``docs/dataset-formats.md``."""
 from __future__ import annotations
 
 import heapq
@@ -20,11 +17,26 @@ from typing import Any, BinaryIO, Iterator
 import orjson
 
 from backend.core.errors import InvalidInput
-from backend.datasets.formats import (FORMATS, MAIN_KEY, MESSAGE_SPECS, Conversation, RoleCheck,
-                                      check_roles, detect_format, extract, sniff_binary)
-from backend.datasets.stats import (WHITESPACE_TOKENIZER, CountTokens, DatasetStats,
-                                    StatsAccumulator, TokenBatcher, tokenizer_counter,
-                                    whitespace_counter)
+from backend.datasets.formats import (
+    FORMATS,
+    MAIN_KEY,
+    MESSAGE_SPECS,
+    Conversation,
+    RoleCheck,
+    check_roles,
+    detect_format,
+    extract,
+    sniff_binary,
+)
+from backend.datasets.stats import (
+    WHITESPACE_TOKENIZER,
+    CountTokens,
+    DatasetStats,
+    StatsAccumulator,
+    TokenBatcher,
+    tokenizer_counter,
+    whitespace_counter,
+)
 from backend.datasets.validation_fast import FLUSH, fast_loop
 
 __all__ = ["ISSUE_CODES", "Issue", "RoleCheck", "ValidationReport", "check_roles", "sniff_binary",

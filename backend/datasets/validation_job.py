@@ -7,8 +7,14 @@ import logging
 
 from backend.core.config import get_settings
 from backend.core.errors import InvalidInput
-from backend.datasets.templated import (EXACT_PLAN_MAX_BYTES, count_stream, load_tokenizer,
-                                        remember_counts, token_statistics, tokenizer_name)
+from backend.datasets.templated import (
+    EXACT_PLAN_MAX_BYTES,
+    count_stream,
+    load_tokenizer,
+    remember_counts,
+    token_statistics,
+    tokenizer_name,
+)
 from backend.storage import get_object_store
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,18 @@ from urllib.parse import unquote, urlparse
 from backend.core.errors import InvalidInput
 from backend.datasets.formats import sniff_binary
 from backend.datasets.stats import CountTokens, StatsAccumulator, tokenizer_counter
-from backend.datasets.validation import (BOM, MAX_LINE_BYTES, READ_BLOCK, Issue, IssueLog,
-                                         ValidationReport, new_run, read_into, rest_of_lines,
-                                         validate_stream)
+from backend.datasets.validation import (
+    BOM,
+    MAX_LINE_BYTES,
+    READ_BLOCK,
+    Issue,
+    IssueLog,
+    ValidationReport,
+    new_run,
+    read_into,
+    rest_of_lines,
+    validate_stream,
+)
 
 __all__ = ["HEAD_BYTES", "MIN_BYTES_PER_WORKER", "count_newlines", "default_workers",
            "load_counter", "mp_context", "plan_ranges", "validate_path"]

@@ -1,2 +1,2 @@
 """Database layer: models, session helper, migrations."""
-from backend.db.session import session_scope, get_engine, upgrade  # noqa: F401
+from backend.db.session import get_engine, session_scope, upgrade  # noqa: F401

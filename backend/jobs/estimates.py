@@ -19,8 +19,14 @@ from backend.training.catalogs import (
     storage_price_per_gb_month,  # noqa: F401 (re-exported)
 )
 from backend.training.config import TrainingConfig, apply_overrides
-from backend.training.estimation import (EVAL_SPEEDUP, CalibrationSample, DatasetStatsInput,
-                                         LengthPercentiles, budget_check, estimate)
+from backend.training.estimation import (
+    EVAL_SPEEDUP,
+    CalibrationSample,
+    DatasetStatsInput,
+    LengthPercentiles,
+    budget_check,
+    estimate,
+)
 from backend.training.memory_check import last_memory_check
 
 

@@ -20,8 +20,17 @@ from sqlalchemy import delete, func, insert, literal_column, null, select
 from backend.core import states
 from backend.core.errors import DatabaseError, NotFound
 from backend.costs import add_cost
-from backend.db.models import (ROLLUP_STEPS, Checkpoint, CostRecord, EvalSample, JobLog,
-                               MetricsPoint, MetricsRollup, TrainingJob, utcnow)
+from backend.db.models import (
+    ROLLUP_STEPS,
+    Checkpoint,
+    CostRecord,
+    EvalSample,
+    JobLog,
+    MetricsPoint,
+    MetricsRollup,
+    TrainingJob,
+    utcnow,
+)
 from backend.db.session import dispose_engines, session_scope
 from backend.notifications import notify
 

@@ -40,16 +40,30 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.errors import InvalidInput
-from backend.training.data import (IGNORE_INDEX, collate, encode_and_plan, load_split, local_path,
-                                   make_batches, padding_efficiency, shard_batches)
+from backend.training.data import (
+    IGNORE_INDEX,
+    collate,
+    encode_and_plan,
+    load_split,
+    local_path,
+    make_batches,
+    padding_efficiency,
+    shard_batches,
+)
 from ray_jobs.driver.runtime import RayTrainRuntime
 from ray_jobs.driver.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
 from ray_jobs.driver.startup import phase
 from ray_jobs.worker import dpo
 from ray_jobs.worker.adapter_card import write_adapter_card
 from ray_jobs.worker.checkpoints import elapsed, reseed, restore, save_checkpoint
-from ray_jobs.worker.evaluation import (choose_sample_prompts, evaluate, learning_summary,
-                                        measure_base, note_validation, record_samples)
+from ray_jobs.worker.evaluation import (
+    choose_sample_prompts,
+    evaluate,
+    learning_summary,
+    measure_base,
+    note_validation,
+    record_samples,
+)
 from ray_jobs.worker.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.worker.precision import attention_in_use
 from ray_jobs.worker.state import Run as _Run

@@ -12,8 +12,14 @@ import requests
 
 from backend.core.config import load_settings, reset_settings
 from backend.core.errors import ConfigError, InvalidInput, NotFound, StorageError
-from backend.storage import (LocalObjectStore, S3ObjectStore, get_object_store, sanitize_filename,
-                             sanitize_key, sanitize_prefix)
+from backend.storage import (
+    LocalObjectStore,
+    S3ObjectStore,
+    get_object_store,
+    sanitize_filename,
+    sanitize_key,
+    sanitize_prefix,
+)
 
 MB = 1 << 20
 

@@ -10,8 +10,15 @@ import os
 
 import pytest
 
-from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, OUT, PAGE_TIMEOUT_MS, log_in,
-                                     served_dashboard, settle)
+from tests.e2e.team_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OUT,
+    PAGE_TIMEOUT_MS,
+    log_in,
+    served_dashboard,
+    settle,
+)
 
 pytestmark = [pytest.mark.browser]
 EMAIL, PASSWORD = "reload@example.com", "reload-password-1"

@@ -23,8 +23,17 @@ import requests
 from backend.cli import main as cli_main
 from backend.core.config import reset_settings
 from backend.db.session import dispose_engines
-from tests.e2e.team_helpers import (CHROMIUM, CHROMIUM_ARGS, CliUser, cli_subprocess, log_in,
-                                    open_page, screenshot, served_dashboard, settle)
+from tests.e2e.team_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CliUser,
+    cli_subprocess,
+    log_in,
+    open_page,
+    screenshot,
+    served_dashboard,
+    settle,
+)
 from tests.fixtures.paths import SAMPLE_DATA
 from tests.fixtures.postgres import create_database
 

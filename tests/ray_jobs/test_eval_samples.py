@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ray_jobs.worker.samples import (MAX_NEW_TOKENS, SamplePrompt, choose_prompts, generate,
-                                      render, sink_items, within_budget)
+from ray_jobs.worker.samples import (
+    MAX_NEW_TOKENS,
+    SamplePrompt,
+    choose_prompts,
+    generate,
+    render,
+    sink_items,
+    within_budget,
+)
 
 S, U, A = "system", "user", "assistant"
 

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from backend.core.errors import InvalidInput
-from ray_jobs.driver.sinks import (METRIC_FIELDS, CollectingSink, JsonLinesSink, MetricBuffer,
-                                   NullSink, PrintSink, ProgressSink, make_sink)
+from ray_jobs.driver.sinks import (
+    METRIC_FIELDS,
+    CollectingSink,
+    JsonLinesSink,
+    MetricBuffer,
+    NullSink,
+    PrintSink,
+    ProgressSink,
+    make_sink,
+)
 from ray_jobs.train_lora import main
 from ray_jobs.worker.loop import TrainConfig, lr_lambda
 from tests.fixtures.paths import SAMPLE_DATA

@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 
 from backend import ROOT
-from backend.cluster.gateway import (MISSING, RayGateway, free_ports, get_gateway, is_loopback_host,
-                                     job_spec, make_submission_id, parse_dashboard_address,
-                                     short_temp_dir)
+from backend.cluster.gateway import (
+    MISSING,
+    RayGateway,
+    free_ports,
+    get_gateway,
+    is_loopback_host,
+    job_spec,
+    make_submission_id,
+    parse_dashboard_address,
+    short_temp_dir,
+)
 from backend.core.config import get_settings, reset_settings
 from backend.core.errors import ConfigError, InvalidInput, NotFound, RayError
 

@@ -9,9 +9,20 @@ import sys
 import pytest
 
 from backend.core.errors import InvalidInput
-from backend.datasets.formats import (ALPACA, FORMAT_LABELS, FORMATS, OPENAI, SHAREGPT, V3, V4,
-                                      Conversation, detect_format, extract, iter_conversations,
-                                      normalise)
+from backend.datasets.formats import (
+    ALPACA,
+    FORMAT_LABELS,
+    FORMATS,
+    OPENAI,
+    SHAREGPT,
+    V3,
+    V4,
+    Conversation,
+    detect_format,
+    extract,
+    iter_conversations,
+    normalise,
+)
 from backend.training.plan import held_out_indices
 from tests.fixtures.paths import REPO, SAMPLE_DATA
 

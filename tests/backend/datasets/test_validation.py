@@ -13,8 +13,15 @@ import pytest
 
 from backend.core.errors import InvalidInput
 from backend.datasets import validation
-from backend.datasets.stats import (StatsAccumulator, count_words, histogram, percentile,
-                                    split_long_text, tokenizer_counter, whitespace_counter)
+from backend.datasets.stats import (
+    StatsAccumulator,
+    count_words,
+    histogram,
+    percentile,
+    split_long_text,
+    tokenizer_counter,
+    whitespace_counter,
+)
 from backend.datasets.validation import ISSUE_CODES, check_roles, sniff_binary, validate_stream
 from backend.training.plan import held_out_indices
 from tests.fixtures.paths import REPO, SAMPLE_DATA

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend.jobs.figures import (PLAN_FIELDS, adapter_readme, durations, job_cost, job_figures,
-                                  total_seconds)
+from backend.jobs.figures import PLAN_FIELDS, adapter_readme, durations, job_cost, job_figures, total_seconds
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 

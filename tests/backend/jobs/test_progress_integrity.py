@@ -8,7 +8,6 @@ from backend.accounts.users import ensure_local_user
 from backend.core.errors import InvalidInput
 from backend.db.models import Checkpoint, JobLog, MetricsPoint, MetricsRollup
 from backend.db.session import session_scope
-from backend.jobs import progress as jp
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
 from tests.backend.jobs.test_jobs import ready_dataset

@@ -9,10 +9,20 @@ import pytest
 
 from backend.core.errors import InvalidInput, NotFound
 from backend.training import catalogs
-from backend.training.catalogs import (CatalogError, get_hardware, get_model, get_preset,
-                                       list_hardware, list_models, list_presets, load_hardware,
-                                       load_models, load_presets, model_spec_from_hf_config,
-                                       resolve_model)
+from backend.training.catalogs import (
+    CatalogError,
+    get_hardware,
+    get_model,
+    get_preset,
+    list_hardware,
+    list_models,
+    list_presets,
+    load_hardware,
+    load_models,
+    load_presets,
+    model_spec_from_hf_config,
+    resolve_model,
+)
 from backend.training.config import TrainingConfig
 
 # Tuned for LoRA on real instruct models (SmolLM2-135M-Instruct + the demo data; docs/training-config.md)

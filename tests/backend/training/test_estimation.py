@@ -9,12 +9,23 @@ from decimal import Decimal
 import pytest
 
 from backend.core.errors import InvalidInput
-from backend.training.catalogs import HardwareEntry, Pricing, from_preset, get_hardware, get_model
+from backend.training.catalogs import HardwareEntry, Pricing, get_hardware, get_model
 from backend.training.config import TrainingConfig
-from backend.training.estimation import (GIB, BudgetDecision, CalibrationSample, DatasetStatsInput,
-                                         LengthPercentiles, budget_check, estimate, kept_fraction,
-                                         lora_parameter_count, scaling_factor, size_factor,
-                                         throughput, vram)
+from backend.training.estimation import (
+    GIB,
+    BudgetDecision,
+    CalibrationSample,
+    DatasetStatsInput,
+    LengthPercentiles,
+    budget_check,
+    estimate,
+    kept_fraction,
+    lora_parameter_count,
+    scaling_factor,
+    size_factor,
+    throughput,
+    vram,
+)
 from tests.fixtures.paths import REPO
 
 MISTRAL = "mistralai/Mistral-7B-v0.1"

@@ -11,11 +11,24 @@ import pytest
 from backend.base_models.tiny_model import ensure_tiny_model
 from backend.core.errors import InvalidInput
 from backend.training.config import TrainingConfig
-from backend.training.data import (IGNORE_INDEX, encode_and_plan, encode_conversation, load_split,
-                                   make_batches, shard_batches)
-from backend.training.plan import (ConversationTokens, batches_per_epoch, event_steps,
-                                   held_out_count, held_out_indices, plan_for_config, plan_run,
-                                   steps_per_epoch)
+from backend.training.data import (
+    IGNORE_INDEX,
+    encode_and_plan,
+    encode_conversation,
+    load_split,
+    make_batches,
+    shard_batches,
+)
+from backend.training.plan import (
+    ConversationTokens,
+    batches_per_epoch,
+    event_steps,
+    held_out_count,
+    held_out_indices,
+    plan_for_config,
+    plan_run,
+    steps_per_epoch,
+)
 from backend.training.quality import quality_metrics, rating_text
 
 

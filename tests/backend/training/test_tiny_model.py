@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from backend.base_models.registry import available_base_models, model_param_count, resolve_base_model
-from backend.base_models.tiny_model import (MARKER_FILE, TINY_MODEL_ID, build_tiny_model,
-                                            ensure_tiny_model, tiny_model_path)
+from backend.base_models.tiny_model import (
+    MARKER_FILE,
+    TINY_MODEL_ID,
+    build_tiny_model,
+    ensure_tiny_model,
+    tiny_model_path,
+)
 from backend.core.errors import InvalidInput
 from tests.fixtures.paths import REPO
 

@@ -8,9 +8,15 @@ import pytest
 from backend.core.config import reset_settings
 from backend.core.errors import InvalidInput, NotFound
 from backend.training.catalogs import from_preset
-from backend.training.config import (DEFAULT_TARGET_MODULES, InvalidTrainingConfig, TrainingConfig,
-                                     apply_overrides, field_help, field_table_markdown,
-                                     parse_override)
+from backend.training.config import (
+    DEFAULT_TARGET_MODULES,
+    InvalidTrainingConfig,
+    TrainingConfig,
+    apply_overrides,
+    field_help,
+    field_table_markdown,
+    parse_override,
+)
 from tests.fixtures.paths import REPO
 
 DOC = REPO / "docs" / "training-config.md"

@@ -10,9 +10,20 @@ import pytest
 from backend.base_models.tiny_model import ensure_tiny_model
 from backend.core.errors import InvalidInput
 from backend.datasets.formats import iter_conversations
-from backend.training.data import (FALLBACK_CHAT_TEMPLATE, GROUP_BATCHES, IGNORE_INDEX, Encoded,
-                                   collate, encode_all, encode_conversation, ensure_chat_template,
-                                   load_split, make_batches, padding_efficiency, shard_batches)
+from backend.training.data import (
+    FALLBACK_CHAT_TEMPLATE,
+    GROUP_BATCHES,
+    IGNORE_INDEX,
+    Encoded,
+    collate,
+    encode_all,
+    encode_conversation,
+    ensure_chat_template,
+    load_split,
+    make_batches,
+    padding_efficiency,
+    shard_batches,
+)
 from backend.training.plan import held_out_indices
 from tests.fixtures.paths import SAMPLE_DATA
 

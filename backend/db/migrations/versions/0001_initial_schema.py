@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-21 23:06:41.700805
 """
-from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from alembic import op
 from sqlalchemy import Text
+from sqlalchemy.dialects import postgresql
 
 revision = '0001'
 down_revision = None

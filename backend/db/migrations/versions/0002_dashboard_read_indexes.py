@@ -12,8 +12,8 @@ Create Date: 2026-11-22 02:20:00
 
 Building them reads metrics_points once and blocks writes to it meanwhile: upgrade between jobs.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -8,8 +8,8 @@ The Monitor's chart of a long job reads one row per 64 steps instead of every po
 first call of a dashboard process (backend/jobs/metrics.py). Kept by backend/jobs/progress.py in
 the same transaction as the points; the upgrade fills it from the points already stored.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

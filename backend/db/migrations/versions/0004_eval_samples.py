@@ -7,8 +7,8 @@ Create Date: 2026-12-02 09:00:00
 Written by backend/jobs/progress.py (add_samples) through the training job's progress sink, read by
 backend/jobs/samples.py for the Monitor, Compare runs and the model page.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'

@@ -8,8 +8,8 @@ Create Date: 2026-12-06 13:45:00
 Written by backend/jobs/progress.py (append_metrics) from the points of a DPO job
 (ray_jobs/worker/dpo.py), read by backend/jobs/preference_metrics.py for the Monitor.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0007_dpo'

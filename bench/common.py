@@ -162,7 +162,7 @@ class _Context:
 @contextlib.contextmanager
 def outside_ray():
     """Replace the ``ray.train`` calls the worker loop makes by their single-process meaning
-    (rank 0 of 1, CPU, no checkpoint to restore, ``report`` does nothing)."""
+    (rank 0 of 1, CPU, no checkpoint to restore, each reported checkpoint committed at once)."""
     from unittest import mock
 
     import ray.train

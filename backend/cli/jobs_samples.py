@@ -4,6 +4,7 @@ and the ``samples`` / ``scores`` that ``jobs show --json`` carries."""
 from __future__ import annotations
 
 from backend.cli.common import actor, console, print_json, safe
+from backend.jobs.samples import learning_line
 
 
 def register(jobs) -> None:
@@ -41,14 +42,24 @@ def cmd_samples(args) -> int:
     for r in rows:
         console.print(f"[bold]#{r['index']}[/bold] {safe(r['question'])}", highlight=False)
         console.print(f"  reference: {safe(r['reference'])}", highlight=False)
+        if r.get("key_fact"):
+            console.print(f"  key fact: {safe(', '.join(r['key_fact']))}", highlight=False)
         for who in ("base", "adapter"):
             label = who if who == "base" else f"adapter (step {r['step']})"
             console.print(f"  {label}: {safe(r[who]) if r[who] is not None else '—'}  "
                           f"[dim](ROUGE-L {_fmt(r[who + '_rouge_l'])}, exact "
-                          f"{'—' if r[who + '_exact_match'] is None else ('yes' if r[who + '_exact_match'] else 'no')})[/dim]",
+                          f"{'—' if r[who + '_exact_match'] is None else ('yes' if r[who + '_exact_match'] else 'no')}"
+                          f"{_fact(r.get(who + '_fact'))})[/dim]",
                           highlight=False)
     b, a = sc["base"], sc["adapter"]
     console.print(f"ROUGE-L {_fmt(b['rouge_l'])} → {_fmt(a['rouge_l'])} · exact match "
                   f"{_fmt(b['exact_match'], True)} → {_fmt(a['exact_match'], True)} "
                   f"({len(rows)} prompt(s))", highlight=False)
+    line = learning_line(sc)
+    if line:
+        console.print(line, highlight=False)
     return 0
+
+
+def _fact(value) -> str:
+    return "" if value is None else f", key fact {'stated' if value else 'missing'}"

@@ -282,6 +282,8 @@ class EvalSample(Base):
     prompt: Mapped[str] = mapped_column(Text)  # the rendered prompt the model was given
     reference: Mapped[str] = mapped_column(Text)
     answer: Mapped[str] = mapped_column(Text)
+    # the reference's key fact(s), JSON list text, from the conversation's metadata.key_fact
+    key_fact: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = _ts(default=utcnow)
     __table_args__ = (UniqueConstraint("job_id", "step", "prompt_index",
                                        name="uq_eval_samples_job_step_prompt"),)

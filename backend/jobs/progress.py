@@ -9,6 +9,7 @@ dropped.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -273,7 +274,7 @@ def add_checkpoint(job_id: str, *, step: int, epoch: int, loss: float | None, bu
 
 def add_samples(job_id: str, step: int, items: list[dict]) -> int:
     """Store the evaluation samples of ``step`` (each ``{index, question, prompt, reference,
-    answer}``), replacing what that step had (a resumed run sends them again). Returns how many."""
+    answer}`` and optionally ``key_fact``, a list of strings), replacing what that step had (a resumed run sends them again). Returns how many."""
     if not items:
         return 0
 
@@ -286,7 +287,9 @@ def add_samples(job_id: str, step: int, items: list[dict]) -> int:
                                  question=str(it.get("question") or ""),
                                  prompt=str(it.get("prompt") or ""),
                                  reference=str(it.get("reference") or ""),
-                                 answer=str(it.get("answer") or "")) for it in items)
+                                 answer=str(it.get("answer") or ""),
+                                 key_fact=json.dumps(it["key_fact"]) if it.get("key_fact")
+                                 else None) for it in items)
             return len(items)
     return with_retry(go, "evaluation samples")
 

@@ -6,7 +6,8 @@ Written by the training job through its progress sink (``backend/jobs/progress.a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from backend.core.errors import InvalidInput
 from backend.core.schemas import UserInfo
 from backend.db.models import EvalSample, TrainingJob
 from backend.db.session import session_scope
-from backend.training.scoring import score_answer, score_answers
+from backend.training.scoring import contains_fact, score_answer, score_answers
 
 MAX_COMPARED = 8
 
@@ -32,6 +33,7 @@ class SampleInfo:
     reference: str
     answer: str
     created_at: datetime | None = None
+    key_fact: list[str] = field(default_factory=list)  # the reference's key fact(s), if named
 
 
 def job_samples(actor: UserInfo, job_id: str) -> list[SampleInfo]:
@@ -59,7 +61,15 @@ def compare_samples(actor: UserInfo, job_ids: list[str]) -> dict[str, list[Sampl
 def _info(row: EvalSample) -> SampleInfo:
     return SampleInfo(step=row.step, index=row.prompt_index, question=row.question,
                       prompt=row.prompt, reference=row.reference, answer=row.answer,
-                      created_at=row.created_at)
+                      created_at=row.created_at, key_fact=_facts(row.key_fact))
+
+
+def _facts(text: str | None) -> list[str]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 # ----- pure arrangements -------------------------------------------------------------------------
@@ -76,7 +86,9 @@ def base_vs_adapter(samples: list[SampleInfo], step: int | None = None) -> list[
     base was not sampled), ``adapter`` (the answer at ``step``, default the latest step after 0;
     None when there is none yet), ``step``, and the answers' scores against the reference
     (``backend/training/scoring.py``): ``base_rouge_l``, ``base_exact_match``,
-    ``adapter_rouge_l``, ``adapter_exact_match`` (None where there is no answer)."""
+    ``adapter_rouge_l``, ``adapter_exact_match`` (None where there is no answer), and where the
+    conversation names a key fact (``key_fact``) ``base_fact`` / ``adapter_fact``: whether the
+    answer states it (``scoring.contains_fact``; None without a key fact or an answer)."""
     steps = by_step(samples)
     trained = [s for s in steps if s > 0]
     if step is None:
@@ -87,7 +99,7 @@ def base_vs_adapter(samples: list[SampleInfo], step: int | None = None) -> list[
     for index in sorted(set(base) | set(at)):
         first = at.get(index) or base[index]
         rows.append({"index": index, "question": first.question, "prompt": first.prompt,
-                     "reference": first.reference,
+                     "reference": first.reference, "key_fact": first.key_fact,
                      "base": base[index].answer if index in base else None,
                      "adapter": at[index].answer if index in at else None, "step": step})
         for who in ("base", "adapter"):
@@ -95,14 +107,57 @@ def base_vs_adapter(samples: list[SampleInfo], step: int | None = None) -> list[
                 else {"rouge_l": None, "exact_match": None}
             rows[-1][f"{who}_rouge_l"], rows[-1][f"{who}_exact_match"] = \
                 sc["rouge_l"], sc["exact_match"]
+            rows[-1][f"{who}_fact"] = contains_fact(rows[-1][who], first.key_fact) \
+                if rows[-1][who] is not None else None
     return rows
 
 
 def scores(rows: list[dict]) -> dict:
-    """Mean scores of :func:`base_vs_adapter` rows: ``{"base": {...}, "adapter": {...}}``, each
-    ``{rouge_l, exact_match, count}`` (``backend.training.scoring.score_answers``)."""
-    return {who: score_answers((r[who], r["reference"]) for r in rows)
-            for who in ("base", "adapter")}
+    """Mean scores of :func:`base_vs_adapter` rows: ``{"base": {...}, "adapter": {...},
+    "compared": n, "closer": m}``; each side ``{rouge_l, exact_match, count, facts, facts_total}``
+    (``backend.training.scoring.score_answers``; ``facts`` of ``facts_total`` answers with a key
+    fact state it). ``closer``: of the ``compared`` prompts both answered, how many the adapter's
+    answer is closer to the reference than the base model's (higher ROUGE-L)."""
+    out: dict = {}
+    for who in ("base", "adapter"):
+        out[who] = score_answers((r[who], r["reference"]) for r in rows)
+        judged = [r[f"{who}_fact"] for r in rows if r.get(f"{who}_fact") is not None]
+        out[who]["facts"], out[who]["facts_total"] = sum(judged), len(judged)
+    both = [r for r in rows if r["base"] is not None and r["adapter"] is not None]
+    out["compared"] = len(both)
+    out["closer"] = sum(r["adapter_rouge_l"] > r["base_rouge_l"] for r in both)
+    return out
+
+
+def learning_line(sc: dict) -> str | None:
+    """The scores in one line, as the Monitor, the model page and the CLI say them: "ROUGE-L 0.18
+    → 0.61 · 23 of 40 answers closer to the reference · key fact 1 → 9 of 12"; None before the
+    adapter has answered."""
+    b, a = sc.get("base") or {}, sc.get("adapter") or {}
+    if not a.get("count"):
+        return None
+    parts = []
+    if b.get("rouge_l") is not None:
+        parts.append(f"ROUGE-L {b['rouge_l']:.2f} → {a['rouge_l']:.2f}")
+    else:
+        parts.append(f"ROUGE-L {a['rouge_l']:.2f}")
+    if sc.get("compared"):
+        parts.append(f"{sc['closer']} of {sc['compared']} answers closer to the reference")
+    if a.get("facts_total"):
+        before = f"{b['facts']} → " if b.get("facts_total") else ""
+        parts.append(f"key fact {before}{a['facts']} of {a['facts_total']}")
+    return " · ".join(parts)
+
+
+def best_and_worst(rows: list[dict], n: int = 2) -> tuple[list[dict], list[dict]]:
+    """The ``n`` rows where the adapter gained most over the base model (ROUGE-L) and the ``n``
+    where it gained least (or lost), among rows both answered; the two lists never share a row."""
+    both = [r for r in rows if r["base"] is not None and r["adapter"] is not None]
+    ranked = sorted(both, key=lambda r: (r["adapter_rouge_l"] - r["base_rouge_l"], -r["index"]),
+                    reverse=True)
+    best = ranked[:n]
+    worst = [r for r in reversed(ranked) if r not in best][:n]
+    return best, worst
 
 
 def side_by_side(runs: dict[str, list[SampleInfo]]) -> list[dict]:

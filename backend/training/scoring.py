@@ -63,3 +63,23 @@ def score_answers(pairs: Iterable[tuple[str | None, str | None]]) -> dict:
         return {"rouge_l": None, "exact_match": None, "count": 0}
     return {"rouge_l": sum(x["rouge_l"] for x in scored) / n,
             "exact_match": sum(x["exact_match"] for x in scored) / n, "count": n}
+
+
+def key_facts(metadata: dict | None) -> list[str]:
+    """The key facts a reference answer must carry, from a conversation's ``metadata.key_fact``
+    (a string, or a list of strings); empty when it has none (or it is not text)."""
+    value = (metadata or {}).get("key_fact")
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if isinstance(v, (str, int, float)) and str(v).strip()]
+
+
+def contains_fact(prediction: str | None, key_fact: str | list[str] | None) -> bool | None:
+    """Whether the answer states the key fact(s): every fact's normalised words (:func:`normalize`)
+    appear as a whole-word run in the normalised answer ("$75" is found in "over 75 dollars"
+    only as "75"). None when there is no key fact to look for."""
+    facts = key_fact if isinstance(key_fact, list) else [key_fact] if key_fact else []
+    facts = [normalize(f) for f in facts if normalize(f)]
+    if not facts:
+        return None
+    answer = f" {normalize(prediction)} "
+    return all(f" {fact} " in answer for fact in facts)

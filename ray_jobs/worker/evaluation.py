@@ -46,14 +46,18 @@ def note_validation(run: Run, epoch: int, val_loss: float | None, epoch_end: boo
 
 # ----- the base model (step 0) and evaluation samples -------------------------------------------
 def choose_sample_prompts(run: Run, val_conversations: list) -> None:
-    """Fix the run's evaluation prompts (``loop["eval_samples"]``, default 3; 0: none) from the
-    held-out conversations, rendered with the tokenizer's chat template (rank 0 only)."""
-    from ray_jobs.worker.samples import PROMPT_COUNT, choose_prompts, render
+    """Fix the run's evaluation prompts from the held-out conversations (rank 0 only), rendered
+    with the tokenizer's chat template: all of them up to ``loop["eval_samples_max"]`` (default
+    64) are answered by the base model (step 0) and at the last step, the first
+    ``loop["eval_samples"]`` (default 3; 0: no samples at all) at the evaluations between."""
+    from ray_jobs.worker.samples import PROMPT_CAP, PROMPT_COUNT, choose_prompts, render
 
     count = int(run.loop.get("eval_samples", PROMPT_COUNT))
+    cap = max(count, int(run.loop.get("eval_samples_max", PROMPT_CAP)))
     if run.rank != 0 or count <= 0:
         return
-    run.prompts = render(run.tokenizer, choose_prompts(val_conversations, count))
+    run.prompts = render(run.tokenizer, choose_prompts(val_conversations, cap))
+    run.loop["eval_samples"] = count
 
 
 def measure_base(run: Run) -> None:
@@ -79,7 +83,7 @@ def record_samples(run: Run, step: int) -> None:
     sink; the time spent is added to ``state["eval_samples_s"]`` and logged. An evaluation between
     the first and the last is skipped (and logged) when its samples would take the samples' share
     of the run past ``loop["eval_samples_budget"]`` (default :data:`SAMPLES_BUDGET`)."""
-    from ray_jobs.worker.samples import generate, sink_items, within_budget
+    from ray_jobs.worker.samples import PROMPT_COUNT, generate, sink_items, within_budget
 
     if run.rank != 0 or not run.prompts:
         return
@@ -92,13 +96,16 @@ def record_samples(run: Run, step: int) -> None:
         run.sink.log("info", f"evaluation samples skipped at step {step}: they would take more "
                      f"than {budget:.0%} of the run's time so far")
         return
+    ends = step == 0 or step == run.total_steps
+    prompts = run.prompts if ends else \
+        run.prompts[:int(run.loop.get("eval_samples", PROMPT_COUNT))]
     t0, c0 = time.perf_counter(), time.process_time()
-    answers = generate(run.inner, run.tokenizer, run.prompts, adapter=step > 0,
+    answers = generate(run.inner, run.tokenizer, prompts, adapter=step > 0,
                        max_prompt_tokens=run.cfg.max_seq_length)
     took = time.perf_counter() - t0
     st["eval_samples_s"], st["eval_samples_last_s"] = spent + took, took
     st["eval_samples_cpu_s"] = st.get("eval_samples_cpu_s", 0.0) + time.process_time() - c0
-    run.sink.samples(step, sink_items(run.prompts, answers))
+    run.sink.samples(step, sink_items(prompts, answers))
     run.sink.log("info", f"evaluation samples at step {step}: {len(answers)} answers in "
                  f"{took:.2f} s ({st['eval_samples_s']:.1f} s so far)",
                  eval_samples_s=round(took, 4))

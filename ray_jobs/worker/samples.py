@@ -1,7 +1,7 @@
 """Evaluation samples: greedy answers to a fixed set of validation prompts, generated at every
 evaluation so that a run's learning can be read, not only charted.
 
-The prompts are the first ``count`` held-out conversations (in file order) that have an assistant
+The prompts are the first ``count`` (:data:`PROMPT_CAP` at most) held-out conversations (in file order) that have an assistant
 turn: a prompt is the conversation's turns up to its **last** assistant turn, rendered with the
 base model's chat template and its generation prompt; the reference is that assistant turn's
 content. Answers are greedy (no sampling), at most :data:`MAX_NEW_TOKENS` new tokens, from the PEFT
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 MAX_NEW_TOKENS = 64
-PROMPT_COUNT = 3
+PROMPT_COUNT = 3  # prompts answered at evaluations between the first and the last
+PROMPT_CAP = 64  # held-out conversations answered (and scored) by the base model and at the end
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,15 @@ class SamplePrompt:
     question: str  # the last user turn before the reference (what pages show)
     reference: str
     text: str = ""  # ``turns`` rendered with the chat template and generation prompt
+    key_fact: tuple[str, ...] = ()  # the conversation's metadata.key_fact (scoring.key_facts)
 
 
-def choose_prompts(conversations: Iterable[Any], count: int = PROMPT_COUNT) -> list[SamplePrompt]:
-    """The first ``count`` conversations (objects with ``.turns`` or turn lists) whose last
-    assistant turn follows at least one user turn, as prompts (not rendered yet). Raises nothing."""
+def choose_prompts(conversations: Iterable[Any], count: int = PROMPT_CAP) -> list[SamplePrompt]:
+    """The first ``count`` conversations (objects with ``.turns`` and optionally ``.metadata``, or
+    turn lists) whose last assistant turn follows at least one user turn, as prompts (not rendered
+    yet), with the conversation's key fact(s). Raises nothing."""
+    from backend.training.scoring import key_facts
+
     out: list[SamplePrompt] = []
     for conv in conversations:
         if len(out) >= count:
@@ -47,7 +52,8 @@ def choose_prompts(conversations: Iterable[Any], count: int = PROMPT_COUNT) -> l
             continue
         out.append(SamplePrompt(index=len(out), turns=[dict(t) for t in turns[:last]],
                                 question=str(users[-1].get("content") or ""),
-                                reference=str(turns[last].get("content") or "")))
+                                reference=str(turns[last].get("content") or ""),
+                                key_fact=tuple(key_facts(getattr(conv, "metadata", None)))))
     return out
 
 
@@ -59,7 +65,7 @@ def render(tokenizer, prompts: list[SamplePrompt]) -> list[SamplePrompt]:
     ensure_chat_template(tokenizer)
     return [SamplePrompt(p.index, p.turns, p.question, p.reference,
                          tokenizer.apply_chat_template(p.turns, tokenize=False,
-                                                       add_generation_prompt=True))
+                                                       add_generation_prompt=True), p.key_fact)
             for p in prompts]
 
 
@@ -108,6 +114,9 @@ def within_budget(spent_s: float, last_s: float, elapsed_s: float, budget: float
 
 
 def sink_items(prompts: list[SamplePrompt], answers: list[str]) -> list[dict[str, Any]]:
-    """What ``ProgressSink.samples`` receives: ``{index, question, prompt, reference, answer}``."""
+    """What ``ProgressSink.samples`` receives: ``{index, question, prompt, reference, answer}``
+    and ``key_fact`` (a list) where the conversation names one."""
     return [{"index": p.index, "question": p.question, "prompt": p.text,
-             "reference": p.reference, "answer": a} for p, a in zip(prompts, answers)]
+             "reference": p.reference, "answer": a,
+             **({"key_fact": list(p.key_fact)} if p.key_fact else {})}
+            for p, a in zip(prompts, answers)]

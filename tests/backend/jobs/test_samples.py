@@ -10,7 +10,15 @@ from backend.core.errors import InvalidInput, NotFound
 from backend.jobs import samples as js
 from backend.jobs import service as jobs
 from backend.jobs.db_sink import DbSink
-from backend.jobs.samples import SampleInfo, base_vs_adapter, by_step, side_by_side
+from backend.jobs.samples import (
+    SampleInfo,
+    base_vs_adapter,
+    best_and_worst,
+    by_step,
+    learning_line,
+    scores,
+    side_by_side,
+)
 from tests.backend.jobs.test_jobs import ready_dataset
 
 
@@ -89,9 +97,10 @@ def test_by_step_and_base_vs_adapter():
     assert [r["adapter"] for r in base_vs_adapter(samples, step=4)] == ["a4", "b4"]
     only_base = base_vs_adapter([_s(0, 0, "base0")])
     assert only_base == [{"index": 0, "question": "q0", "prompt": "p", "reference": "r0",
-                          "base": "base0", "adapter": None, "step": None,
-                          "base_rouge_l": 0.0, "base_exact_match": False,
-                          "adapter_rouge_l": None, "adapter_exact_match": None}]
+                          "key_fact": [], "base": "base0", "adapter": None, "step": None,
+                          "base_rouge_l": 0.0, "base_exact_match": False, "base_fact": None,
+                          "adapter_rouge_l": None, "adapter_exact_match": None,
+                          "adapter_fact": None}]
     assert base_vs_adapter([]) == []
 
 
@@ -103,3 +112,31 @@ def test_side_by_side_aligns_runs_by_prompt_index():
     assert rows[0]["answers"] == {"run a": (9, "a0"), "run b": (6, "b0")}
     assert rows[0]["same_prompt"] and not rows[1]["same_prompt"]
     assert side_by_side({}) == []
+
+
+def _f(step, index, answer, reference, fact):
+    return SampleInfo(step=step, index=index, question=f"q{index}", prompt="p",
+                      reference=reference, answer=answer, key_fact=[fact])
+
+
+def test_scores_count_key_facts_and_closer_answers():
+    samples = [_f(0, 0, "I am not sure.", "Returns are accepted within 45 days.", "45 days"),
+               _f(9, 0, "Returns are accepted within 45 days.", "Returns are accepted within 45 days.",
+                  "45 days"),
+               _f(0, 1, "Call us at 1-800-555-0142.", "Our number is 1-800-555-0142.",
+                  "1-800-555-0142"),
+               _f(9, 1, "Email us.", "Our number is 1-800-555-0142.", "1-800-555-0142"),
+               _f(0, 2, "no idea", "Use code STUDY15.", "STUDY15")]
+    rows = base_vs_adapter(samples)
+    assert [(r["base_fact"], r["adapter_fact"]) for r in rows] == [
+        (False, True), (True, False), (False, None)]
+    sc = scores(rows)
+    assert (sc["base"]["facts"], sc["base"]["facts_total"]) == (1, 3)
+    assert (sc["adapter"]["facts"], sc["adapter"]["facts_total"]) == (1, 2)
+    assert (sc["compared"], sc["closer"]) == (2, 1)
+    line = learning_line(sc)
+    assert line.startswith(f"ROUGE-L {sc['base']['rouge_l']:.2f} → {sc['adapter']['rouge_l']:.2f}")
+    assert "1 of 2 answers closer to the reference" in line and "key fact 1 → 1 of 2" in line
+    best, worst = best_and_worst(rows, 1)
+    assert [r["index"] for r in best] == [0] and [r["index"] for r in worst] == [1]
+    assert learning_line(scores(base_vs_adapter(samples[:1]))) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rouge_score import rouge_scorer
 
-from backend.training.scoring import exact_match, normalize, rouge_l, score_answers
+from backend.training.scoring import contains_fact, exact_match, key_facts, normalize, rouge_l, score_answers
 
 PAIRS = [
     ("Refunds are accepted for 30 days.", "Refunds are accepted within 30 days of purchase."),
@@ -63,3 +63,26 @@ def test_normalize_and_means():
     s = score_answers([("a b", "a b"), ("c", "d"), (None, "e")])
     assert s["count"] == 2 and s["exact_match"] == 0.5 and s["rouge_l"] == pytest.approx(0.5)
     assert score_answers([]) == {"rouge_l": None, "exact_match": None, "count": 0}
+
+
+@pytest.mark.parametrize("pred,fact,want", [
+    ("Returns are accepted within 45 days of purchase.", "45 days", True),
+    ("Returns are accepted within 30 days.", "45 days", False),
+    ("Orders over $75 ship free.", "$75", True),
+    ("Orders over $175 ship free.", "$75", False),  # whole words only
+    ("Call 1-800-555-0142 any day.", "1-800-555-0142", True),
+    ("Use the code study15 at checkout", "STUDY15", True),
+    ("The Trailhead Club earns points.", ["Trailhead Club", "3 points"], False),
+    ("The Trailhead Club gives 3 points per dollar.", ["Trailhead Club", "3 points"], True),
+    ("anything", None, None),
+    ("anything", "  ", None),
+    (None, "45 days", False),
+])
+def test_contains_fact(pred, fact, want):
+    assert contains_fact(pred, fact) is want
+
+
+def test_key_facts_from_metadata():
+    assert key_facts({"key_fact": "45 days"}) == ["45 days"]
+    assert key_facts({"key_fact": ["$75", 3]}) == ["$75", "3"]
+    assert key_facts({"key_fact": {"x": 1}}) == [] and key_facts(None) == [] and key_facts({}) == []

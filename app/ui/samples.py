@@ -1,5 +1,6 @@
-"""What the model answers: the evaluation samples of a job (greedy answers to 3 fixed held-out
-prompts at step 0 — the base model — and at every evaluation) on the Monitor (a step slider), in
+"""What the model answers: the evaluation samples of a job (greedy answers to the held-out
+conversations — all of them up to 64 by the base model at step 0 and at the last step, the first 3
+at the evaluations between) on the Monitor (a step slider), in
 Compare runs (runs side by side) and on the model page (base vs adapter vs reference).
 
 Data from ``backend/jobs/samples.py``; every text shown is the user's data, escaped with
@@ -12,8 +13,9 @@ from app.ui.widgets import literal
 from backend.jobs import samples as js
 
 NO_TEXT = "(no text: only whitespace or special tokens)"
-EMPTY = ("Answers to up to 3 held-out prompts appear here: the base model's before the first "
-         "step, then the adapter's at every evaluation.")
+EMPTY = ("Answers to the held-out conversations appear here: the base model's before the first "
+         "step, then the adapter's at every evaluation (all of them, up to 64, at the end).")
+SHOWN = 3  # prompts shown in full before the rest go in a table
 
 
 def answer_markdown(text: str | None) -> str:
@@ -40,13 +42,62 @@ def _prompt_expander(prompt: str) -> None:
         st.code(prompt, language="text", wrap_lines=True)
 
 
+def _fact_caption(row: dict, who: str) -> str | None:
+    value = row.get(f"{who}_fact")
+    return None if value is None else ("states the key fact" if value else "misses the key fact")
+
+
+def summary(rows: list[dict]) -> None:
+    """The scores in one line (``backend.jobs.samples.learning_line``: ROUGE-L base → adapter,
+    answers closer to the reference, key facts stated) and the best and worst answers side by
+    side."""
+    line = js.learning_line(js.scores(rows))
+    if not line:
+        return
+    st.markdown(f"**{line}**")
+    best, worst = js.best_and_worst(rows)
+    if not best:
+        return
+    cols = st.columns(2)
+    for col, title, picked in ((cols[0], "Where the adapter gained most", best),
+                               (cols[1], "Where it gained least", worst)):
+        with col:
+            st.markdown(f"*{title}*")
+            for row in picked:
+                with st.container(border=True):
+                    st.markdown(f"**{literal(row['question'])}**")
+                    st.caption(f"ROUGE-L {row['base_rouge_l']:.2f} → {row['adapter_rouge_l']:.2f}")
+                    st.markdown(f"Base: {answer_markdown(row['base'])}")
+                    st.markdown(f"Adapter: {answer_markdown(row['adapter'])}")
+                    st.markdown(f"Reference: {answer_markdown(row['reference'])}")
+
+
+def _table(rows: list[dict]) -> None:
+    def fact(v):
+        return "" if v is None else ("yes" if v else "no")
+
+    st.dataframe([{"#": r["index"] + 1, "question": r["question"], "base": r["base"] or "",
+                   "adapter": r["adapter"] or "", "reference": r["reference"],
+                   "ROUGE-L base": r["base_rouge_l"], "ROUGE-L adapter": r["adapter_rouge_l"],
+                   "key fact base": fact(r.get("base_fact")),
+                   "key fact adapter": fact(r.get("adapter_fact"))} for r in rows],
+                 hide_index=True, use_container_width=True)
+
+
 def _rows(rows: list[dict], adapter_title: str) -> None:
-    for row in rows:
+    summary(rows)
+    answered = [r for r in rows if r["adapter"] is not None] or rows
+    if len(rows) > SHOWN:
+        with st.expander(f"All {len(rows)} held-out answers", icon=":material/table:"):
+            _table(rows)
+    for row in answered[:SHOWN]:
         st.markdown(f"**Prompt {row['index'] + 1}** · {literal(row['question'])}")
         c = st.columns(3)
-        _cell(c[0], "Base model", row["base"], "before training (step 0)")
-        _cell(c[1], adapter_title, row["adapter"],
-              None if row["step"] is None else step_label(row["step"]))
+        _cell(c[0], "Base model", row["base"], " · ".join(
+            x for x in ("before training (step 0)", _fact_caption(row, "base")) if x))
+        _cell(c[1], adapter_title, row["adapter"], " · ".join(
+            x for x in (None if row["step"] is None else step_label(row["step"]),
+                        _fact_caption(row, "adapter")) if x) or None)
         _cell(c[2], "Reference", row["reference"], "the dataset's answer")
         _prompt_expander(row["prompt"])
 
@@ -68,8 +119,9 @@ def monitor_panel(actor, job) -> None:
                                 help="Greedy answers at each evaluation; the latest is shown "
                                      "first.")
     _rows(js.base_vs_adapter(samples, step), "Adapter")
-    st.caption("Greedy decoding, at most 64 new tokens, the first held-out conversations of the "
-               "dataset (prompt = the turns before its last answer).")
+    st.caption("Greedy decoding, at most 64 new tokens, the held-out conversations of the "
+               "dataset (prompt = the turns before its last answer); ROUGE-L and the key fact "
+               "(the conversation's metadata.key_fact) are scored against the reference.")
 
 
 def model_panel(actor, m) -> None:

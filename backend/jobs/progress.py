@@ -319,6 +319,7 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
     final compute cost, storage cost of the adapter, stage/status completed, notification.
     Returns the artifact id. Idempotent: a job already completed returns its artifact id."""
     from backend.db.models import Dataset, ModelArtifact
+    from backend.jobs.samples import recorded_scores
     from backend.training.quality import quality_metrics, rating_text
 
     def go() -> str:
@@ -338,7 +339,8 @@ def complete_job(job_id: str, *, artifact_id: str, artifacts: dict, result: dict
             workers = int(row.gpu_config.get("num_workers") or 1)
             qm = quality_metrics(result.get("first_train_loss"), result.get("final_train_loss"),
                                  result.get("final_val_loss"), result.get("best_val_loss"),
-                                 result.get("best_epoch"), result.get("base_val_loss"))
+                                 result.get("best_epoch"), result.get("base_val_loss"),
+                                 answers=recorded_scores(s, row.id))
             summary = {"duration_seconds": duration, "total_epochs": row.total_epochs,
                        "total_steps": result.get("total_steps") or row.total_steps,
                        "final_learning_rate": result.get("final_learning_rate"),

@@ -46,6 +46,13 @@ def job_samples(actor: UserInfo, job_id: str) -> list[SampleInfo]:
         return [_info(r) for r in rows]
 
 
+def recorded_scores(session, job_id: str) -> dict:
+    """:func:`scores` of a job's recorded samples (base vs its last step), read in ``session``
+    without an access check: what the job's completion keeps in the model's quality metrics."""
+    rows = session.scalars(select(EvalSample).where(EvalSample.job_id == job_id)).all()
+    return scores(base_vs_adapter([_info(r) for r in rows]))
+
+
 def compare_samples(actor: UserInfo, job_ids: list[str]) -> dict[str, list[SampleInfo]]:
     """The latest evaluation's samples of each job (access checked for every job), keyed by job id
     in the order given. Raises NotFound, InvalidInput (more than ``MAX_COMPARED`` jobs)."""

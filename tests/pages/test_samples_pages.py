@@ -30,12 +30,13 @@ def test_monitor_shows_the_latest_samples_and_earlier_ones_by_step(actor):
     sink = run_job(job.id)
     at = open_app("monitor", {"job_id": job.id})
     assert not at.exception, at.exception
-    assert "Answers to up to 3 held-out prompts appear here" in texts(at)  # none yet
+    assert "Answers to the held-out conversations appear here" in texts(at)  # none yet
     _samples(sink)
     at = open_app("monitor", {"job_id": job.id})
     assert not at.exception, at.exception
     page = texts(at)
     assert "#### What the model answers" in page
+    assert "answers closer to the reference" in page and "ROUGE-L " in page  # the summary line
     assert f"**Prompt 1** · {literal(QUESTION + ' #0')}" in page and "<b>" not in page
     assert literal("adapter@6 says [0]") in page and literal("base says [0]") in page
     assert literal("It ships **tomorrow** #0.") in page

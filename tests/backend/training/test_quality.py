@@ -62,3 +62,24 @@ def test_without_a_base_loss_the_reference_is_the_first_training_loss():
     assert q["reduction_reference"] == "first_training_loss"
     assert q["loss_reduction"] == pytest.approx(0.6) and q["base_validation_loss"] is None
     assert quality_metrics(4.0, 1.5, None, None, None)["loss_reduction"] is None
+
+
+def test_answers_cap_the_rating_when_they_did_not_improve():
+    from backend.training.quality import answers_improved, quality_metrics
+
+    better = {"base": {"rouge_l": 0.2, "facts": 1, "facts_total": 12},
+              "adapter": {"rouge_l": 0.6, "facts": 7, "facts_total": 12}, "compared": 12,
+              "closer": 10}
+    worse = {"base": {"rouge_l": 0.3}, "adapter": {"rouge_l": 0.25}, "compared": 12, "closer": 3}
+    fewer_facts = {"base": {"rouge_l": 0.2, "facts": 5, "facts_total": 12},
+                   "adapter": {"rouge_l": 0.5, "facts": 4, "facts_total": 12}, "compared": 12}
+    assert answers_improved(better) is True and answers_improved(worse) is False
+    assert answers_improved(fewer_facts) is False and answers_improved(None) is None
+    assert answers_improved({"compared": 0}) is None
+    args = (3.0, 1.9, 2.0, 2.0, 2)  # reduction 33 %, gap 5 %: excellent by loss
+    assert quality_metrics(*args, base_val_loss=3.0)["convergence_quality"] == "excellent"
+    q = quality_metrics(*args, base_val_loss=3.0, answers=better)
+    assert q["convergence_quality"] == "excellent" and q["answers"]["adapter_facts"] == 7
+    q = quality_metrics(*args, base_val_loss=3.0, answers=worse)
+    assert q["convergence_quality"] == "fair" and q["answers_improved"] is False
+    assert quality_metrics(*args, base_val_loss=3.0)["answers"] is None

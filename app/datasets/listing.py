@@ -33,7 +33,7 @@ def example_path():
     """The example dataset shipped in examples/ (read at call time: tests move the root)."""
     import app.ui.widgets
 
-    return app.ui.widgets.ROOT / "examples" / "demo-support-v4.jsonl"
+    return app.ui.widgets.ROOT / "examples" / "demo-support-v5.jsonl"
 
 
 def flash(kind: str, text: str) -> None:
@@ -104,7 +104,9 @@ def _empty_state(actor, filtered: bool) -> None:
     st.info("No datasets yet — upload one", icon=":material/dataset:")
     if example_path().is_file():
         st.caption(f"Or try the product with an example: {example_count():,} short "
-                   "customer-support conversations in the BrightRun v4 format.")
+                   "customer-support conversations of one invented outdoor-gear shop (the v4 "
+                   "format); its held-out questions ask the shop's facts in new words, so the "
+                   "adapter's answers show what training taught.")
         if st.button("Load the example dataset", key="datasets_load_example",
                      icon=":material/download:"):
             _load_example(actor)
@@ -144,9 +146,9 @@ def _load_example(actor) -> None:
     example = example_path()
     try:
         with example.open("rb") as fh:
-            info = ds.upload_dataset(actor, fh, example.name, "Demo support (v4 example)",
+            info = ds.upload_dataset(actor, fh, example.name, "Demo support (Tidewater)",
                                      description="Example customer-support conversations "
-                                                 "shipped with BrightRun.",
+                                                 "shipped with BrightRun (examples/README.md).",
                                      size=example.stat().st_size)
     except BrightRunError as exc:
         show_error(exc)

@@ -6,8 +6,9 @@ ask about a taught fact in new words.
 The probes' conversation ids are chosen so that the product's default validation split (fraction
 0.1, seed 0: ``backend.training.plan.held_out_indices``) holds out exactly them: the held-out
 conversations measure whether the adapter learned the facts, not whether it memorised a wording.
-Every conversation carries ``metadata.key_fact`` (what a correct answer must state; the product
-scores it, ``backend/training/scoring.contains_fact``) and ``metadata.topic``.
+Every conversation carries ``metadata.key_fact`` (what its last answer — the reference when it is
+held out — must state; the product scores it, ``backend/training/scoring.contains_fact``),
+``metadata.topic``, and for two-exchange conversations ``metadata.facts`` (both facts taught).
 
 Run: ``python examples/make_demo_v5.py`` (deterministic; writes next to this file).
 """
@@ -234,8 +235,8 @@ def build() -> list[dict]:
                       {"role": "assistant", "content": answers2[(q + f2) % len(answers2)]}]
             facts.append(fact2)
         rows.append({"conversation_id": pick_id(f"tw-{len(rows) + 1:03d}", False), "turns": turns,
-                     "metadata": {"topic": topic,
-                                  "key_fact": facts[0] if len(facts) == 1 else facts}})
+                     "metadata": {"topic": topic, "key_fact": facts[-1],
+                                  **({"facts": facts} if len(facts) > 1 else {})}})
         i += 1
     for f, (topic, fact, _, probe, answers) in enumerate(FACTS):
         if probe is None or sum(bool(r["metadata"].get("probe")) for r in rows) >= PROBES:

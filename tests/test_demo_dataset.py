@@ -29,7 +29,7 @@ def test_default_split_holds_out_exactly_the_probes():
     assert len(rows) >= 110 and len(held) == 12
     assert {i for i, r in enumerate(rows) if r["metadata"].get("probe")} == set(held)
     taught = Counter(f for i, r in enumerate(rows) if i not in held
-                     for f in key_facts(r["metadata"]))
+                     for f in r["metadata"].get("facts") or key_facts(r["metadata"]))
     assert len(taught) == 30 and min(taught.values()) >= 4
     trained_questions = {t["content"] for i, r in enumerate(rows) if i not in held
                          for t in r["turns"] if t["role"] == "user"}
@@ -43,8 +43,9 @@ def test_default_split_holds_out_exactly_the_probes():
 
 def test_every_answer_states_its_key_fact_and_the_file_validates():
     for r in _rows():
-        answers = " ".join(t["content"] for t in r["turns"] if t["role"] == "assistant")
-        assert contains_fact(answers, key_facts(r["metadata"])), r["conversation_id"]
+        answers = [t["content"] for t in r["turns"] if t["role"] == "assistant"]
+        assert contains_fact(answers[-1], key_facts(r["metadata"])), r["conversation_id"]
+        assert contains_fact(" ".join(answers), r["metadata"].get("facts")) is not False
     with DEMO.open("rb") as fh:
         report = validate_stream(fh)
     assert report.ok and report.error_count == 0 and report.warning_count == 0

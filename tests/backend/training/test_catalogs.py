@@ -27,16 +27,16 @@ from backend.training.config import TrainingConfig
 
 # Tuned for LoRA on real instruct models (SmolLM2-135M-Instruct + the demo data; docs/training-config.md)
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ALL_LINEAR = ATTENTION + ["gate_proj", "up_proj", "down_proj"]
 TUNED_PRESETS = {
-    "conservative": dict(learning_rate=0.0003, batch_size=4, num_epochs=2, lora_rank=8, lora_alpha=16,
-                         lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0),
-    "balanced": dict(learning_rate=0.001, batch_size=4, num_epochs=2, lora_rank=16, lora_alpha=32,
-                     lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0),
-    "aggressive": dict(learning_rate=0.001, batch_size=4, num_epochs=4, lora_rank=32, lora_alpha=64,
-                       lora_dropout=0.1, warmup_ratio=0.1, weight_decay=0.0,
-                       target_modules=ATTENTION + ["gate_proj", "up_proj", "down_proj"]),
-    "custom": dict(learning_rate=0.001, batch_size=4, num_epochs=2, lora_rank=16, lora_alpha=32,
-                   lora_dropout=0.05),
+    "conservative": dict(learning_rate=0.0005, batch_size=8, num_epochs=3, lora_rank=8, lora_alpha=16,
+                         lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
+    "balanced": dict(learning_rate=0.001, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
+                     lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
+    "aggressive": dict(learning_rate=0.001, batch_size=8, num_epochs=8, lora_rank=32, lora_alpha=64,
+                       lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
+    "custom": dict(learning_rate=0.001, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
+                   lora_dropout=0.05, target_modules=ALL_LINEAR),
 }
 # reference GPU_OPTIONS
 REFERENCE_GPUS = [("A6000-48GB", 48, 1.50), ("A100-80GB", 80, 3.00), ("H100-80GB", 80, 5.00)]

@@ -175,10 +175,24 @@ def download_urls(actor: UserInfo, export_id: str, expires_s: int = 3600) -> lis
             for f in export_files(actor, export_id)]
 
 
+def public_base_model(base_model: str, from_adapter: str | None) -> str:
+    """The base model's name to publish: an installed model's Hugging Face id, else the name the
+    adapter or the job gives that is not a folder of this machine, else the folder's name."""
+    from backend.base_models.install import base_models_root, installed
+
+    for marker in installed(base_models_root(get_settings().home)):
+        if base_model in (marker.get("id"), marker.get("hf_id"), marker.get("path")):
+            return marker.get("hf_id") or marker["id"]
+    for name in (from_adapter, base_model):
+        if name and not name.startswith(("/", "~", ".")):
+            return name
+    return Path(base_model).name
+
+
 def _card_info(info: ModelInfo, adapter_dir: Path, dataset_name: str | None) -> dict:
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     return {"name": info.name, "version": info.version,
-            "base_model": cfg.get("base_model_name_or_path") or info.base_model,
+            "base_model": public_base_model(info.base_model, cfg.get("base_model_name_or_path")),
             "dataset": dataset_name or info.configuration.get("dataset_name"),
             "preset": info.configuration.get("preset_id"), "lora_rank": cfg.get("r"),
             "quality": info.quality_metrics}

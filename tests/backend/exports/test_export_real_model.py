@@ -2,7 +2,7 @@
 equal PEFT's (≤ 1e-4, fp32) with identical greedy answers on 3 held-out prompts; the f16 GGUF,
 run by llama.cpp itself (``llama-cpp-python``; skipped when it is not installed), gives the merged
 model's first 32 greedy tokens on the same prompts; transformers' GGUF loader reloads it with logits
-close to the merged model's (measured max abs diff ~0.03 on logits of magnitude ~20: f16 weights)."""
+close to the merged model's (measured max abs diff 0.047 on logits of magnitude ~20: f16 weights)."""
 from __future__ import annotations
 
 import time
@@ -22,7 +22,7 @@ from tests.backend.exports.helpers import (
 pytestmark = pytest.mark.real_model
 INFO = {"name": "SmolLM2 trips", "version": "v1", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "lora_rank": 8, "quality": {}}
-GGUF_RELOAD_TOLERANCE = 0.25  # f16 weights; measured ~0.03 (see the module docstring)
+GGUF_RELOAD_TOLERANCE = 0.25  # f16 weights; measured 0.047 (see the module docstring)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,14 @@
 """Models: trained LoRA adapters. List (sort by date / quality / name, filter by status, search);
 detail (``?id=``) with quality metrics and rating (against the base model), its answers to the
 held-out prompts next to the base model's and the reference, training summary, configuration, loss curve,
-lineage, downloads, a playground (base vs base + adapter), edit, delete and "Train again"."""
+lineage, downloads, exports (merged / GGUF / Ollama), a playground (base vs base + adapter), edit, delete and "Train again"."""
 from __future__ import annotations
 
 import streamlit as st
 
 from app.auth import current_user
 from app.models import actions
+from app.models import export as model_export
 from app.models import widgets as mw
 from app.models.playground import playground
 from app.ui.samples import model_panel as answers
@@ -75,6 +76,7 @@ def _detail_view(actor, model_id: str) -> None:
             mw.configuration(m)
     with files, handled():
         actions.downloads(actor, m)
+        model_export.section(actor, m)
     with play:
         playground(actor, m)
     with settings:

@@ -1,8 +1,9 @@
-"""`brightrun models list|show|download`."""
+"""`brightrun models list|show|download` (and export|exports: backend/cli/models_export.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from backend.cli import models_export
 from backend.cli.common import actor, console, print_json, safe, table, visible
 
 
@@ -22,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="folder to write the files into (not needed with --urls)")
     p.add_argument("--urls", action="store_true", help="print expiring download URLs instead")
     p.set_defaults(func=cmd_download)
+    models_export.register(models)
 
 
 def cmd_list(args) -> int:

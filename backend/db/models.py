@@ -287,3 +287,24 @@ class EvalSample(Base):
     created_at: Mapped[datetime] = _ts(default=utcnow)
     __table_args__ = (UniqueConstraint("job_id", "step", "prompt_index",
                                        name="uq_eval_samples_job_step_prompt"),)
+
+
+class ModelExport(Base):
+    """One export of a trained adapter (merged folder, GGUF, Ollama); files under ``prefix``."""
+    __tablename__ = "model_exports"
+    id: Mapped[str] = _id()
+    model_id: Mapped[str] = mapped_column(ForeignKey("model_artifacts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    format: Mapped[str] = mapped_column(String(20))  # merged | gguf | ollama
+    quant: Mapped[str] = mapped_column(String(20), default="")  # "" (merged) | f16 | q8_0
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|completed|failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    stage: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    prefix: Mapped[str | None] = mapped_column(String(1024))
+    files: Mapped[dict | None] = mapped_column(JsonType)  # {name: size}
+    ray_submission_id: Mapped[str | None] = mapped_column(String(128))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _ts(default=utcnow)
+    completed_at: Mapped[datetime | None] = _ts(nullable=True)
+    __table_args__ = (Index("ix_exports_model", "model_id", "format", "quant"),)

@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="folder to write the files into (not needed with --urls)")
     p.add_argument("--urls", action="store_true", help="print expiring download URLs instead")
     p.set_defaults(func=cmd_download)
+    __import__("backend.cli.models_evaluate", fromlist=["register"]).register(models)
 
 
 def cmd_list(args) -> int:

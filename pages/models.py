@@ -10,6 +10,7 @@ from app.auth import current_user
 from app.models import actions
 from app.models import export as model_export
 from app.models import widgets as mw
+from app.models.evaluate import evaluations_section
 from app.models.playground import playground
 from app.ui.samples import model_panel as answers
 from app.ui.widgets import handled, open_detail, page_path, show_error
@@ -58,8 +59,8 @@ def _detail_view(actor, model_id: str) -> None:
                  help="Open Configure with this adapter's settings; the new job records this "
                       "model as its parent."):
         actions.train_again(m)
-    overview, files, play, settings = st.tabs(["Overview", "Files & downloads", "Playground",
-                                               "Edit / delete"])
+    overview, files, play, evaluate, settings = st.tabs(
+        ["Overview", "Files & downloads", "Playground", "Evaluate", "Edit / delete"])
     with overview:
         with handled():
             st.markdown("#### Quality")
@@ -79,6 +80,8 @@ def _detail_view(actor, model_id: str) -> None:
         model_export.section(actor, m)
     with play:
         playground(actor, m)
+    with evaluate, handled():
+        evaluations_section(actor, m)
     with settings:
         actions.edit_form(actor, m)
         actions.delete_section(actor, m, lambda: _open(None))

@@ -24,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--urls", action="store_true", help="print expiring download URLs instead")
     p.set_defaults(func=cmd_download)
     models_export.register(models)
+    __import__("backend.cli.models_evaluate", fromlist=["register"]).register(models)
 
 
 def cmd_list(args) -> int:

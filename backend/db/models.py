@@ -308,3 +308,32 @@ class ModelExport(Base):
     created_at: Mapped[datetime] = _ts(default=utcnow)
     completed_at: Mapped[datetime | None] = _ts(nullable=True)
     __table_args__ = (Index("ix_exports_model", "model_id", "format", "quant"),)
+
+
+class Evaluation(Base):
+    """A trained adapter scored on a ready dataset by the Ray job ``ray_jobs.evaluate_model``
+    (``backend/evaluations.py``): mean assistant-token loss of the base model (adapter disabled)
+    and of the adapter, and greedy answers of both to each conversation up to ``max_answers``,
+    scored against the reference. ``answers`` and the figures are written once, at completion."""
+    __tablename__ = "evaluations"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(ForeignKey("model_artifacts.id", ondelete="CASCADE"))
+    dataset_id: Mapped[str] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # JOB states, no stages
+    max_answers: Mapped[int] = mapped_column(Integer, default=64)
+    external_job_id: Mapped[str | None] = mapped_column(String(120))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    base_loss: Mapped[float | None] = mapped_column(Float)
+    adapter_loss: Mapped[float | None] = mapped_column(Float)
+    conversations: Mapped[int | None] = mapped_column(Integer)  # encoded for the loss
+    scores: Mapped[dict | None] = mapped_column(JsonType)  # backend.jobs.samples.scores
+    answers: Mapped[list | None] = mapped_column(JsonType)  # raw answers, one dict per prompt
+    timings: Mapped[dict | None] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = _ts(default=utcnow)
+    started_at: Mapped[datetime | None] = _ts(nullable=True)
+    completed_at: Mapped[datetime | None] = _ts(nullable=True)
+    updated_at: Mapped[datetime] = _ts(default=utcnow, onupdate=utcnow)
+    __table_args__ = (Index("ix_evaluations_model_created", "model_id", "created_at"),
+                      Index("ix_evaluations_dataset", "dataset_id"),
+                      Index("ix_evaluations_user_status", "user_id", "status"))

@@ -13,13 +13,14 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_all() -> int:
-    """Reconcile dataset validations, dead uploads and training jobs once; returns how many
-    changed."""
+    """Reconcile dataset validations, dead uploads, training jobs and evaluations once; returns
+    how many changed."""
     from backend.datasets.service import reconcile_validations
     from backend.datasets.uploads import reconcile_uploads
+    from backend.evaluations import reconcile_evaluations
     from backend.jobs.service import reconcile
 
-    return reconcile_validations() + reconcile_uploads() + reconcile()
+    return reconcile_validations() + reconcile_uploads() + reconcile() + reconcile_evaluations()
 
 
 def _pid_alive(pid: int) -> bool:

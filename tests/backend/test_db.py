@@ -142,7 +142,7 @@ def _schema_matches_models(eng) -> None:
 
 def test_auto_created_schema_matches_models(db):
     from backend.db.session import current_revision, head_revision
-    assert current_revision(get_engine()) == head_revision() == "0009_exports"
+    assert current_revision(get_engine()) == head_revision() == "0011_evaluations"
     _schema_matches_models(get_engine())
 
 

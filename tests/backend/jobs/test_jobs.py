@@ -46,7 +46,7 @@ def test_create_job_stores_config_and_estimate(me):
     job = jobs.create_job(me, d.id, preset_id="conservative", overrides=["num_epochs=3"],
                           submit=False)
     assert job.status == "queued" and job.total_epochs == 3
-    assert job.hyperparameters["learning_rate"] == pytest.approx(3e-4)
+    assert job.hyperparameters["learning_rate"] == pytest.approx(5e-4)
     assert job.estimate["cost"]["total"] == job.estimated_total_cost
     assert job.gpu_config["gpu_type"] == "cpu-local" and job.dataset_name == "d"
 

@@ -18,8 +18,9 @@ def reconcile_all() -> int:
     from backend.datasets.service import reconcile_validations
     from backend.datasets.uploads import reconcile_uploads
     from backend.jobs.service import reconcile
+    from backend.sweeps.service import reconcile_sweeps
 
-    return reconcile_validations() + reconcile_uploads() + reconcile()
+    return reconcile_validations() + reconcile_uploads() + reconcile() + reconcile_sweeps()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -197,9 +197,8 @@ def test_upgrade_from_0001_on_postgres(pg_server):
 
 def test_upgrade_to_0003_fills_the_rollups_from_stored_points(brightrun_home):
     """Metric points stored before the roll-up table existed are summarised by the upgrade."""
-    from sqlalchemy.orm import Session
-
     from sqlalchemy import insert
+    from sqlalchemy.orm import Session
 
     from backend.db.models import Dataset, MetricsPoint, MetricsRollup, TrainingJob, User, new_id
     from backend.db.session import head_revision, make_engine

@@ -66,7 +66,8 @@ def test_asha_sweep_of_six_trials(ray_env, capsys):
     assert counts["stopped_early"] >= 1 and counts["completed"] >= 1, (
         counts, [(t.error_message, t.current_step, t.total_steps) for t in done.trials],
         logs[-4000:])
-    assert all(t.status in ("completed", "cancelled") for t in done.trials)
+    assert all(t.status in ("completed", "cancelled") for t in done.trials), [
+        (t.status, t.sweep_trial, t.error_message) for t in done.trials]
     best = [t for t in done.trials if (t.sweep_trial or {}).get("best")]
     assert len(best) == 1 and best[0].id == done.best_job_id and best[0].artifact_id
     completed = [t for t in done.trials if t.status == "completed"]

@@ -23,6 +23,7 @@ PAGES = [  # (file stem, title, material icon)
     ("datasets", "Datasets", "dataset"),
     ("configure", "Configure", "tune"),
     ("jobs", "Jobs", "list_alt"),
+    ("sweeps", "Sweeps", "science"),
     ("monitor", "Monitor", "monitoring"),
     ("models", "Models", "model_training"),
     ("costs", "Costs", "payments"),

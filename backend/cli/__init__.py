@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_commands.register(sub)
     models_commands.register(sub)
     base_models.register(sub)
+    __import__("backend.cli.sweeps", fromlist=["register"]).register(sub)
     return parser
 
 

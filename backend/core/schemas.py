@@ -96,6 +96,8 @@ class JobInfo(_Out):
     retry_count: int = 0
     external_job_id: str | None = None
     artifact_id: str | None = None
+    sweep_id: str | None = None  # a trial of this sweep (backend/sweeps/)
+    sweep_trial: dict | None = None  # {index, params, stopped_early, best}
     created_at: datetime
     updated_at: datetime
     dataset_name: str | None = None

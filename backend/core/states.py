@@ -33,10 +33,18 @@ MODEL = {
     "deployed": {"stored", "archived"},
     "archived": set(),
 }
-MACHINES = {"dataset": DATASET, "job": JOB, "stage": STAGE, "model": MODEL}
+SWEEP = {  # a hyperparameter sweep (backend/sweeps/): its Ray job runs the trials
+    "queued": {"running", "failed", "cancelled"},
+    "running": {"completed", "failed", "cancelled"},
+    "completed": set(),
+    "failed": set(),
+    "cancelled": set(),
+}
+MACHINES = {"dataset": DATASET, "job": JOB, "stage": STAGE, "model": MODEL, "sweep": SWEEP}
 
 JOB_ACTIVE = ("queued", "initializing", "running")
 JOB_TERMINAL = ("completed", "failed", "cancelled")
+SWEEP_ACTIVE = ("queued", "running")
 JOB_STAGES = ("queued", "initializing", "training", "validating", "saving", "completed")
 
 

@@ -100,6 +100,35 @@ class Dataset(Base):
                       Index("ix_datasets_user_created", "user_id", "created_at"))
 
 
+class Sweep(Base):
+    """A hyperparameter sweep: one Ray job (``ray_jobs.sweep``) whose Ray Tune ``Tuner`` runs one
+    training job per grid point (``TrainingJob.sweep_id``), validation loss the metric."""
+    __tablename__ = "sweeps"
+    id: Mapped[str] = _id()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    preset_id: Mapped[str] = mapped_column(String(20))
+    grid: Mapped[dict] = mapped_column(JsonType)  # {field: [values]}
+    overrides: Mapped[list | None] = mapped_column(JsonType)  # --set items shared by the trials
+    samples: Mapped[int] = mapped_column(Integer, default=1)
+    max_concurrent: Mapped[int] = mapped_column(Integer, default=1)
+    scheduler: Mapped[str] = mapped_column(String(20), default="fifo")  # fifo | asha
+    metric: Mapped[str] = mapped_column(String(40), default="validation_loss")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    trial_count: Mapped[int] = mapped_column(Integer, default=0)
+    best_job_id: Mapped[str | None] = mapped_column(String(36))
+    estimate: Mapped[dict | None] = mapped_column(JsonType)
+    budget_decision: Mapped[dict | None] = mapped_column(JsonType)
+    estimated_total_cost: Mapped[float] = mapped_column(Float, default=0.0)
+    external_job_id: Mapped[str | None] = mapped_column(String(120), unique=True)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = _ts(nullable=True)
+    completed_at: Mapped[datetime | None] = _ts(nullable=True)
+    created_at: Mapped[datetime] = _ts(default=utcnow)
+    updated_at: Mapped[datetime] = _ts(default=utcnow, onupdate=utcnow)
+
+
 class TrainingJob(Base):
     __tablename__ = "training_jobs"
     id: Mapped[str] = _id()
@@ -132,6 +161,10 @@ class TrainingJob(Base):
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     external_job_id: Mapped[str | None] = mapped_column(String(120), unique=True)
     artifact_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    # a trial of a hyperparameter sweep (backend/sweeps/): its sweep, and {index, params,
+    # stopped_early, best} (the Ray job that runs it is the sweep's: external_job_id is NULL)
+    sweep_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    sweep_trial: Mapped[dict | None] = mapped_column(JsonType)
     created_at: Mapped[datetime] = _ts(default=utcnow)
     updated_at: Mapped[datetime] = _ts(default=utcnow, onupdate=utcnow)
     __table_args__ = (Index("ix_jobs_user_status", "user_id", "status"),

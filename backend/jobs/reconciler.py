@@ -19,8 +19,10 @@ def reconcile_all() -> int:
     from backend.datasets.uploads import reconcile_uploads
     from backend.evaluations import reconcile_evaluations
     from backend.jobs.service import reconcile
+    from backend.sweeps.service import reconcile_sweeps
 
-    return reconcile_validations() + reconcile_uploads() + reconcile() + reconcile_evaluations()
+    return (reconcile_validations() + reconcile_uploads() + reconcile() + reconcile_evaluations()
+            + reconcile_sweeps())
 
 
 def _pid_alive(pid: int) -> bool:

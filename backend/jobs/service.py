@@ -325,7 +325,9 @@ def reconcile() -> int:
     with session_scope() as s:
         active = [(r.id, r.external_job_id, r.updated_at, r.created_at, r.status,
                    dict(r.gpu_config or {})) for r in s.scalars(
-            select(TrainingJob).where(TrainingJob.status.in_(states.JOB_ACTIVE)))]
+            select(TrainingJob).where(TrainingJob.status.in_(states.JOB_ACTIVE),
+                                      # a sweep's trials: backend.sweeps.service.reconcile_sweeps
+                                      TrainingJob.sweep_id.is_(None)))]
     changed = 0
     for job_id, sub, updated, created, status, gpu in active:
         if sub is None:
@@ -347,7 +349,7 @@ def reconcile() -> int:
             continue
         if ray_status == "MISSING" and age_s(updated) < MISSING_GRACE_S:
             continue  # just submitted: Ray may not list it yet
-        reason = _ray_reason(sub, info)
+        reason = ray_reason(sub, info)
         if fail_job(job_id, reason):
             changed += 1
     return changed
@@ -376,7 +378,7 @@ def _stop_quietly(sub: str) -> None:
         log.warning("reconcile: could not stop Ray job %s: %s", sub, exc)
 
 
-def _ray_reason(sub: str, info: dict) -> str:
+def ray_reason(sub: str, info: dict) -> str:
     from backend.cluster.gateway import get_gateway
 
     status = info.get("status")

@@ -7,6 +7,8 @@ unpicklable crosses the Ray boundary:
 - ``{"kind": "print"}`` — one JSON object per line on stdout (running by hand);
 - ``{"kind": "jsonl", "path": "/tmp/run.jsonl"}`` — the same lines appended to a file;
 - ``{"kind": "db", "job_id": "…"}`` — ``backend.jobs.db_sink.DbSink(**spec)`` (imported lazily);
+- ``{"kind": "tune", "job_id": "…"}`` — a sweep trial's ``DbSink`` that also reports validation
+  losses to Ray Tune (``ray_jobs.driver.tune_sink.TuneSink``);
 - ``{"kind": "collect"}`` — an in-memory :class:`CollectingSink` (tests, single process only);
 - ``{"kind": "null"}`` — drops everything (what ranks other than 0 use).
 
@@ -200,12 +202,19 @@ def _db_sink(spec: dict[str, Any]) -> ProgressSink:
     return DbSink(**{k: v for k, v in spec.items() if k != "kind"})
 
 
+def _tune_sink(spec: dict[str, Any]) -> ProgressSink:
+    from ray_jobs.driver.tune_sink import TuneSink  # a sweep's trial (ray_jobs/sweep.py)
+
+    return TuneSink(**{k: v for k, v in spec.items() if k != "kind"})
+
+
 SINK_KINDS: dict[str, Callable[[dict[str, Any]], ProgressSink]] = {
     "print": lambda spec: PrintSink(),
     "jsonl": lambda spec: JsonLinesSink(path=spec["path"]),
     "collect": lambda spec: CollectingSink(),
     "null": lambda spec: NullSink(),
     "db": _db_sink,
+    "tune": _tune_sink,
 }
 
 

@@ -12,9 +12,9 @@ from backend.core.errors import BrightRunError
 from ray_jobs.driver.startup import phase
 
 
-def recipe_for_job(job_id: str, fail_at_step: int | None = None):
-    """Build the Recipe of a queued job from its inputs (:func:`backend.jobs.inputs.job_inputs`).
-    Raises NotFound / InvalidInput."""
+def recipe_for_job(job_id: str, fail_at_step: int | None = None, sink_kind: str = "db"):
+    """Build the Recipe of a queued job from its inputs (:func:`backend.jobs.inputs.job_inputs`);
+    ``sink_kind`` "tune" for a sweep's trial. Raises NotFound / InvalidInput."""
     from backend.jobs.inputs import job_inputs
     from ray_jobs.driver.recipe import Recipe
     from ray_jobs.worker.loop import TrainConfig
@@ -27,13 +27,14 @@ def recipe_for_job(job_id: str, fail_at_step: int | None = None):
         name="run", storage_path=inputs.storage_path, storage_filesystem=inputs.storage_filesystem,
         workers=int(gpu.get("num_workers") or 1), use_gpu=bool(gpu.get("use_gpu")),
         local_cluster=bool(gpu.get("local_cluster")),  # the service's word (runtime_kind)
-        sink_spec={"kind": "db", "job_id": job_id, "artifact_id": inputs.artifact_id},
+        sink_spec={"kind": sink_kind, "job_id": job_id, "artifact_id": inputs.artifact_id},
         home=inputs.home, fail_at_step=fail_at_step,
         upload_prefix=inputs.upload_prefix, card=inputs.card)
 
 
-def run_job(job_id: str, fail_at_step: int | None = None) -> int:
-    """Train job ``job_id`` end to end. Returns 0 on success, 1 on failure (recorded on the job)."""
+def run_job(job_id: str, fail_at_step: int | None = None, sink_kind: str = "db") -> int:
+    """Train job ``job_id`` end to end (``sink_kind`` "tune": a sweep's trial, in its Tune trial
+    process). Returns 0 on success, 1 on failure (recorded on the job)."""
     from backend.jobs.db_sink import DbSink
     from backend.jobs.progress import artifact_id_for, fail_job, is_cancelled, set_stage
     from ray_jobs.driver.recipe import failure_message
@@ -47,7 +48,7 @@ def run_job(job_id: str, fail_at_step: int | None = None) -> int:
         phase(sink, "driver")
         sink.log("info", "preparing: reading the dataset and configuration")
         sink.flush_logs()  # written now, not with a later batch after newer lines
-        recipe = recipe_for_job(job_id, fail_at_step)  # setup
+        recipe = recipe_for_job(job_id, fail_at_step, sink_kind)  # setup
         recipe.save(recipe.train(), sink)
         return 0
     except BrightRunError as exc:

@@ -16,6 +16,7 @@ PAGES = {  # page → text of its empty state
     "models": "No models yet",
     "costs": "No costs recorded this month",
     "notifications": "No notifications yet",
+    "sweeps": "No sweeps yet",
 }
 
 

@@ -81,7 +81,6 @@ def fetch_adapter(prefix: str, folder: Path) -> Path:
 
 def load_models(base_path: str, adapter_dir: Path):
     """(tokenizer, PeftModel) as training loads the base model (precision plan of this host)."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -90,11 +89,12 @@ def load_models(base_path: str, adapter_dir: Path):
     tokenizer = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    plan = precision.for_job(torch.cuda.is_available(), False)
+    cuda = precision.cuda_available()
+    plan = precision.for_job(cuda, False)
     base = AutoModelForCausalLM.from_pretrained(base_path, local_files_only=True,
                                                 **precision.load_kwargs(plan))
     model = PeftModel.from_pretrained(base, str(adapter_dir))
-    if torch.cuda.is_available():
+    if cuda:
         model = model.to("cuda")
     install_row_selection(model)
     return tokenizer, model

@@ -61,17 +61,17 @@ def test_preselected_dataset_summary_and_estimate(actor):
 def test_presets_fill_the_form(actor):
     make_dataset(actor, "d")
     at = open_app("configure")
-    assert _num(at, "num_epochs").value == 2 and _num(at, "lora_rank").value == 16  # balanced
+    assert _num(at, "num_epochs").value == 5 and _num(at, "lora_rank").value == 16  # balanced
     assert _num(at, "warmup_ratio").value == pytest.approx(0.1)
     at.button(key="configure_preset_aggressive").click().run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
-            _num(at, "batch_size").value) == (4, 32, 4)
+            _num(at, "batch_size").value) == (8, 32, 8)
     assert _num(at, "learning_rate").value == pytest.approx(1e-3)
     assert "Preset **aggressive** ·" in texts(at)
     at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
     assert (_num(at, "num_epochs").value, _num(at, "lora_rank").value,
-            _num(at, "warmup_steps").value) == (2, 8, 0)
+            _num(at, "warmup_steps").value) == (3, 8, 0)
     _num(at, "lora_rank").set_value(12).run(timeout=TIMEOUT)
     assert "Preset **conservative** (modified)" in texts(at)
     # every field has its description as tooltip
@@ -84,7 +84,7 @@ def test_changing_epochs_changes_the_estimate(actor):
     at.selectbox(key="configure_base_model").select("mistralai/Mistral-7B-v0.1")  # catalog size
     at.selectbox(key="configure_hardware").select("A100-80GB").run(timeout=TIMEOUT)
     before = _metrics(at)
-    _num(at, "num_epochs").set_value(4).run(timeout=TIMEOUT)  # balanced: 2
+    _num(at, "num_epochs").set_value(10).run(timeout=TIMEOUT)  # balanced: 5
     assert not at.exception, at.exception
     after = _metrics(at)
     tokens = [int(x["Tokens to train"].replace(",", "")) for x in (before, after)]
@@ -115,14 +115,14 @@ def test_start_training_creates_the_job_and_opens_monitor(actor, submitted):
     d = make_dataset(actor, "support")
     at = open_app("configure")
     at.button(key="configure_preset_conservative").click().run(timeout=TIMEOUT)
-    _num(at, "num_epochs").set_value(3)
+    _num(at, "num_epochs").set_value(4)
     at.text_input(key="configure_name").input("First <i>run</i>").run(timeout=TIMEOUT)
     at.button(key="configure_start").click().run(timeout=TIMEOUT)
     assert not at.exception, at.exception
     (job,) = jobs.list_jobs(actor).items
     assert submitted == [job.id]
     assert (job.name, job.dataset_id, job.preset_id, job.total_epochs) == (
-        "First <i>run</i>", d.id, "custom", 3)
+        "First <i>run</i>", d.id, "custom", 4)
     assert job.hyperparameters["lora_rank"] == 8 and job.gpu_config["gpu_type"] == "cpu-local"
     assert at.session_state["monitor_job_id"] == job.id
     assert at.query_params.get("job_id") in (job.id, [job.id])

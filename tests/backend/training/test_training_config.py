@@ -195,7 +195,7 @@ def test_apply_overrides_returns_new_config_and_reports_all_bad_items():
 
 def test_from_preset_with_overrides():
     c = from_preset("aggressive", base_model=MODEL, num_epochs=2)
-    assert (c.learning_rate, c.batch_size, c.lora_rank, c.num_epochs) == (1e-3, 4, 32, 2)
+    assert (c.learning_rate, c.batch_size, c.lora_rank, c.num_epochs) == (1e-3, 8, 32, 2)
     with pytest.raises(InvalidTrainingConfig):
         from_preset("balanced", base_model=MODEL, lora_dropout=1.0)
 

@@ -4,6 +4,9 @@ a ``SYSTEM`` prompt (the training data's, else the template's default) so prompt
 ones the adapter was trained on."""
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from backend.core.errors import InvalidInput
 
 # chat template family → (Ollama TEMPLATE, stop tokens); the template renders .Messages (Ollama
@@ -39,6 +42,21 @@ def default_system_prompt(tokenizer) -> str | None:
         if start in text:
             return text.split(start, 1)[1].split(end, 1)[0]
     return None
+
+
+def training_system_prompt(conversations: Iterable) -> str | None:
+    """The system prompt the training conversations start with: the most common first-turn system
+    message (ties: the one seen first), or None when none has one. A prompt holding ``\"\"\"``
+    (which a Modelfile block cannot hold) is passed over. ``conversations``: normalised
+    :class:`backend.datasets.formats.Conversation` objects."""
+    counts: Counter[str] = Counter()
+    for conversation in conversations:
+        turns = conversation.turns
+        if turns and turns[0].get("role") == "system":
+            text = (turns[0].get("content") or "").strip()
+            if text and '"""' not in text:
+                counts[text] += 1
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _quoted(text: str) -> str:

@@ -23,6 +23,7 @@ from backend.core.schemas import ModelInfo, UserInfo
 from backend.db.models import Dataset, ModelArtifact, ModelExport, utcnow
 from backend.db.session import session_scope
 from backend.exports.build import FORMATS, build_export, check_request
+from backend.exports.modelfile import training_system_prompt
 from backend.storage import get_object_store
 
 ACTIVE = ("queued", "running")
@@ -198,6 +199,21 @@ def _card_info(info: ModelInfo, adapter_dir: Path, dataset_name: str | None) -> 
             "quality": info.quality_metrics}
 
 
+def _dataset_system_prompt(dataset_id: str | None) -> str | None:
+    """The training data's system prompt for the Modelfile (:func:`training_system_prompt`); None
+    when the dataset is gone or is not conversations (preference pairs)."""
+    from backend.datasets.formats import iter_conversations
+    from backend.datasets.service import open_dataset
+
+    if not dataset_id:
+        return None
+    try:
+        with open_dataset(dataset_id) as fh:
+            return training_system_prompt(c for _, c in iter_conversations(fh))
+    except (BrightRunError, OSError):  # gone, unreadable or not conversations: the default
+        return None
+
+
 def _update(export_id: str, **values) -> None:
     with session_scope() as s:
         row = s.get(ModelExport, export_id)
@@ -232,6 +248,8 @@ def run_export(export_id: str) -> ExportInfo:
             base_dir = resolve_base_model(model.base_model, get_settings().home)
             build_export(fmt, quant, base_dir, adapter_dir, out_dir,
                          _card_info(model, adapter_dir, dataset_name),
+                         system_prompt=_dataset_system_prompt(model.dataset_id)
+                         if fmt == "ollama" else None,
                          progress=lambda f, text: _update(export_id, progress=90.0 * f,
                                                           stage=text))
             _update(export_id, progress=90.0, stage="uploading")

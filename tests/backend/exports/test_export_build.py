@@ -12,7 +12,9 @@ import torch
 
 from backend.core.errors import InvalidInput
 from backend.exports.build import build_export, check_request
-from backend.exports.modelfile import TEMPLATES, render_modelfile, template_family
+from backend.datasets.formats import Conversation
+from backend.exports.modelfile import (TEMPLATES, render_modelfile, template_family,
+                                     training_system_prompt)
 from backend.exports.vllm import serve_command, vllm_problems
 from tests.backend.exports.helpers import greedy, logits, make_adapter, peft_model, prompt_ids
 
@@ -180,3 +182,18 @@ def test_vllm_rules(tiny_export, tmp_path):
                                        "missing adapter_model.safetensors"]
     assert serve_command("B", "a", 8) == "vllm serve B --enable-lora --lora-modules a=path/to/adapter"
     assert serve_command("B", "a", 24).endswith("--max-lora-rank 32")
+
+
+def _conv(*turns: tuple[str, str]) -> Conversation:
+    return Conversation("c", [{"role": r, "content": c} for r, c in turns])
+
+
+def test_training_system_prompt_is_the_most_common_first_system_turn():
+    plan, brief = ("system", "You plan trips."), ("system", "Be brief.")
+    ask, say = ("user", "Hi"), ("assistant", "Hello")
+    assert training_system_prompt([_conv(brief, ask, say), _conv(plan, ask, say),
+                                   _conv(plan, ask, say), _conv(ask, say)]) == "You plan trips."
+    assert training_system_prompt([_conv(brief, ask), _conv(plan, ask)]) == "Be brief."  # first
+    assert training_system_prompt([_conv(ask, say), _conv(("user", "x"), brief)]) is None
+    assert training_system_prompt([_conv(("system", 'say """'), ask)]) is None  # not quotable
+    assert training_system_prompt([]) is None

@@ -52,7 +52,10 @@ def test_export_stored_next_to_the_adapter_and_reused(me, model_id):
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == names
     assert adapters.model_files(me, model_id) == adapter_files  # the adapter's download unchanged
     with exports.open_export_file(me, info.id, "Modelfile") as fh:
-        assert fh.read().startswith(b"FROM ./trips-adapter-v1-f16.gguf")
+        modelfile = fh.read().decode()
+    assert modelfile.startswith("FROM ./trips-adapter-v1-f16.gguf")
+    # the training data's system prompt (tests/pages/conftest.conversation), not SmolLM's default
+    assert 'SYSTEM """You are a helpful support agent."""' in modelfile
     assert all(u["url"] for u in exports.download_urls(me, info.id))
     again, reused = exports.request_export(me, model_id, "ollama", "f16", submit=False)
     assert reused and again.id == info.id

@@ -7,6 +7,7 @@ from __future__ import annotations
 def warm() -> list[str]:
     """Run each warm-up step; return the names of those that failed (the page shows the error
     itself when it reads the same thing), never raise."""
+    from backend.base_models import specs
     from backend.base_models.registry import available_base_models
     from backend.core.config import get_settings
     from backend.db.session import get_engine
@@ -14,7 +15,7 @@ def warm() -> list[str]:
 
     steps = {"settings": get_settings, "database": get_engine,
              "catalogs": lambda: (catalogs.list_presets(), catalogs.list_hardware(),
-                                  catalogs.list_models()),
+                                  specs.list_models()),
              "base models": available_base_models}
     failed = []
     for name, step in steps.items():

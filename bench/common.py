@@ -138,7 +138,8 @@ def encoded_train(path: Path, dataset: Path, cfg):
     """(tokenizer, encoded training split) exactly as the worker's ``_load_data`` builds them."""
     from transformers import AutoTokenizer
 
-    from backend.training.data import encode_all, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import encode_all
 
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token_id is None:
@@ -193,8 +194,8 @@ def product_run(path: Path, cfg, tok, encoded):
     import torch
 
     from backend.training.data import make_batches, shard_batches
-    from ray_jobs.driver.sinks import NullSink
     from ray_jobs.worker import loop as lw
+    from ray_jobs.worker.sinks import NullSink
     from ray_jobs.worker.state import Run
 
     batches = shard_batches(make_batches(encoded, cfg.batch_size, cfg.seed, 0), 0, 1)

@@ -61,7 +61,7 @@ def machine_cpu_s() -> float:
 
 
 class TorchrunRuntime:
-    """The loop's runtime contract under torchrun (see ray_jobs.driver.runtime.RayTrainRuntime)."""
+    """The loop's runtime contract under torchrun (see ray_jobs.worker.runtime.RayTrainRuntime)."""
 
     in_process = False
 
@@ -98,7 +98,7 @@ class TorchrunRuntime:
 def cpu_in_points():
     """Every metric point the loop hands its sink carries the machine's CPU clock (also in ranks
     forked while it is active)."""
-    from ray_jobs.driver import sinks
+    from ray_jobs.worker import sinks
     add = sinks.MetricBuffer.add
 
     def add_with_cpu(self, point, progress=None):

@@ -48,9 +48,9 @@ def tuning_file() -> Path:
 
 def run_once(config: dict, dataset: Path, home: Path) -> dict:
     from backend.jobs.samples import SampleInfo, base_vs_adapter, learning_line, scores
-    from ray_jobs.driver.runtime import InProcessRuntime
-    from ray_jobs.driver.sinks import CollectingSink
     from ray_jobs.worker.loop import train_loop_per_worker
+    from ray_jobs.worker.runtime import InProcessRuntime
+    from ray_jobs.worker.sinks import CollectingSink
 
     with tempfile.TemporaryDirectory(dir=OUT, prefix="demo-learning-") as tmp:
         sink = CollectingSink()

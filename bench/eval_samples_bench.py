@@ -34,9 +34,9 @@ OUT = ROOT / "bench" / "out"
 def run_once(config: dict, samples: int, home: Path) -> dict:
     """One training run; returns the figures of its result."""
     import ray_jobs.worker.samples as es
-    from ray_jobs.driver.runtime import InProcessRuntime
-    from ray_jobs.driver.sinks import CollectingSink
     from ray_jobs.worker.loop import train_loop_per_worker
+    from ray_jobs.worker.runtime import InProcessRuntime
+    from ray_jobs.worker.sinks import CollectingSink
 
     generate, gen_cpu = es.generate, [0.0]
 

@@ -104,8 +104,8 @@ def setup_parts(dataset: Path) -> dict[str, float]:
     t = time.perf_counter()
     tok, encoded = encoded_train(path, dataset, cfg)
     t_data = time.perf_counter() - t
-    from ray_jobs.driver.sinks import NullSink
     from ray_jobs.worker import loop as lw
+    from ray_jobs.worker.sinks import NullSink
     from ray_jobs.worker.state import Run
 
     run = Run(cfg=cfg, loop={}, rank=0, world=1, sink=NullSink(), tokenizer=tok,

@@ -129,7 +129,7 @@ def _fresh_peak(cuda: bool) -> None:
 # ----- the product's loop ------------------------------------------------------------------------
 def device_runtime(device):
     """The product's in-process runtime on ``device``, checkpoints not persisted."""
-    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.worker.runtime import InProcessRuntime
 
     class DeviceRuntime(InProcessRuntime):
         def __init__(self):
@@ -157,8 +157,8 @@ def _timestamp(point: dict) -> float:
 def run_product(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, device,
                 out: Path) -> dict:
 
-    from ray_jobs.driver.sinks import CollectingSink
     from ray_jobs.worker.loop import train_loop_per_worker
+    from ray_jobs.worker.sinks import CollectingSink
 
     cuda = device.type == "cuda"
     _fresh_peak(cuda)
@@ -195,7 +195,8 @@ def run_trainer(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
         TrainingArguments,
     )
 
-    from backend.training.data import encode_all, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import encode_all
 
     cuda = device.type == "cuda"
     _fresh_peak(cuda)
@@ -251,7 +252,8 @@ def run_trainer(model_dir: Path, data: Path, seq: int, ckpt: bool, batch: int, d
 # ----- the estimator -----------------------------------------------------------------------------
 def predict(model_id: str, model_config: dict, seq: int, ckpt: bool, batch: int,
             cuda: bool) -> dict:
-    from backend.training.catalogs import get_hardware, model_spec_from_hf_config
+    from backend.base_models.specs import model_spec_from_hf_config
+    from backend.training.catalogs import get_hardware
     from backend.training.config import TrainingConfig
     from backend.training.estimation import lora_parameter_count, vram
 

@@ -39,7 +39,7 @@ from bench import common as tb  # noqa: E402
 
 def point(step: int, total: int) -> tuple[dict, tuple]:
     """A metric point and progress tuple shaped as ``_one_step`` builds them."""
-    from ray_jobs.driver.sinks import utc_now
+    from ray_jobs.worker.sinks import utc_now
 
     p = {"epoch": 1 + step // 1000, "step": step, "training_loss": 2.0 + 1.0 / step,
          "validation_loss": None, "learning_rate": 2e-4 * (1 - step / (total + 1)),
@@ -50,7 +50,7 @@ def point(step: int, total: int) -> tuple[dict, tuple]:
 
 def write_steps(sink, first: int, steps: int, total: int) -> tuple[float, float]:
     """(wall, CPU) seconds per step of ``MetricBuffer.add`` for ``steps`` steps (10 a flush)."""
-    from ray_jobs.driver.sinks import MetricBuffer
+    from ray_jobs.worker.sinks import MetricBuffer
 
     buffer = MetricBuffer(sink, every_steps=10, every_s=3600.0)
     points = [point(s, total) for s in range(first, first + steps)]
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     from backend.accounts.users import ensure_local_user
     from backend.jobs.db_sink import DbSink
-    from ray_jobs.driver.sinks import JsonLinesSink
+    from ray_jobs.worker.sinks import JsonLinesSink
 
     home = tb.fresh_home("metrics-write-")
     try:

@@ -42,8 +42,8 @@ def instrumented_loop(loop_config: dict[str, Any]):
     """The product's ``train_loop_per_worker`` with two CPU clocks added to every metric point:
     ``bench_step_cpu_s`` (CPU time of the thread running ``optimizer_step``, that step only) and
     ``bench_process_cpu_s`` (CPU time of the whole worker process so far: Ray's threads too)."""
-    from ray_jobs.driver import sinks
     from ray_jobs.worker import loop as lw
+    from ray_jobs.worker import sinks
     step_cpu = [0.0]
     optimizer_step, add = lw.optimizer_step, sinks.MetricBuffer.add
 

@@ -52,7 +52,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from backend.base_models.registry import resolve_base_model
-    from backend.training.data import encode_all, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import encode_all
 
     torch.set_num_threads(2)
     folder = resolve_base_model(args.base_model)

@@ -1,10 +1,10 @@
 """Ray Job entrypoint: evaluate one trained adapter on one dataset and store the evaluation.
 
-Started by the product through the Ray gateway (``backend/evaluations.py``)::
+Started by the product through the Ray gateway (``backend/evaluations/service.py``)::
 
     ray job submit -- python -m ray_jobs.evaluate_model --evaluation-id ID
 
-Reads the evaluation's inputs (``backend.evaluations.evaluation_inputs``), marks it running, then:
+Reads the evaluation's inputs (``backend.evaluations.service.evaluation_inputs``), marks it running, then:
 the dataset's conversations are read (``backend.datasets.formats.iter_conversations``) and encoded
 as the trainer encodes them (``backend.training.data.encode_all``, the model's max sequence
 length); the base model is loaded as training loads it and the adapter from the object store with
@@ -101,7 +101,7 @@ def load_models(base_path: str, adapter_dir: Path):
 
 
 def run_evaluation(inputs: dict) -> dict:
-    """Compute an evaluation from :func:`backend.evaluations.evaluation_inputs`: the keyword
+    """Compute an evaluation from :func:`backend.evaluations.service.evaluation_inputs`: the keyword
     arguments of ``complete_evaluation``. Raises InvalidInput (unreadable dataset, no assistant
     tokens) and whatever loading the models raises."""
     from backend.base_models.registry import resolve_base_model
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evaluation-id", required=True)
     args = parser.parse_args(argv)
-    from backend import evaluations
+    from backend.evaluations import service as evaluations
 
     inputs = evaluations.evaluation_inputs(args.evaluation_id)
     if not evaluations.start_evaluation(args.evaluation_id):

@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from ray_jobs.driver.tune_sink import METRIC
+from ray_jobs.worker.tune_sink import METRIC
 
 
 def _callback(scheduler: str):

@@ -26,8 +26,8 @@ from pathlib import Path
 from backend.core.errors import BrightRunError, InvalidInput
 from backend.training.data import local_path
 from ray_jobs.driver.recipe import Recipe, failure_message, read_config, storage_target
-from ray_jobs.driver.sinks import make_sink
 from ray_jobs.driver.train_job import run_job
+from ray_jobs.worker.sinks import make_sink
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,6 +101,44 @@ def test_no_import_cycles():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def room(module: str) -> str:
+    """A module's room: its folder one below the top (``backend.jobs``, ``ray_jobs.worker``), or the
+    module itself when it stands directly in a top folder (``backend.costs``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def room_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    rooms: dict[str, set[str]] = {}
+    for m, targets in graph.items():
+        rooms.setdefault(room(m), set()).update(room(t) for t in targets if room(t) != room(m))
+    for targets in list(rooms.values()):
+        for t in targets:
+            rooms.setdefault(t, set())
+    return rooms
+
+
+def test_room_graph_sees_a_circle_between_folders():
+    # no module circle, but jobs -> sweeps and sweeps -> jobs: the folders import each other
+    graph = {"backend.jobs.reconciler": {"backend.sweeps.service"},
+             "backend.sweeps.service": {"backend.jobs.service"}, "backend.jobs.service": set()}
+    assert cycles(graph) == []
+    assert cycles(room_graph(graph)) == [["backend.jobs", "backend.sweeps"]]
+
+
+def test_no_circles_between_folders():
+    """Imports only go down between the rooms too (backend's domains, ray_jobs' recipe and worker,
+    app's pages): no two folders import each other, even through modules that do not."""
+    found = cycles(room_graph(import_graph()))
+    assert not found, "folders that import each other: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_backend_keeps_few_loose_modules():
+    """backend/ is rooms (packages) plus at most 6 loose modules (docs/architecture.md)."""
+    loose = sorted(p.name for p in (REPO / "backend").glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 6, f"{len(loose)} modules directly in backend/: {', '.join(loose)}"
+
+
 def test_graph_sees_function_level_imports():
     graph = import_graph()
     assert "backend.training.catalogs" in graph["backend.jobs.estimates"]
@@ -165,7 +203,7 @@ def arrows_up(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_layer_check_finds_an_arrow_up():
-    assert arrows_up({"backend.jobs.service": {"ray_jobs.driver.runtime"}})
+    assert arrows_up({"backend.jobs.service": {"ray_jobs.worker.runtime"}})
     assert arrows_up({"app.models.actions": {"backend.storage"}})
     assert arrows_up({"backend.core.config": {"backend.jobs.service"}})
     assert not arrows_up({"ray_jobs.train_lora": {"backend.jobs.inputs"},

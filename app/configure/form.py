@@ -17,6 +17,7 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from app.configure import draft
 from app.ui.widgets import fmt_int, literal
+from backend.base_models.specs import ALL_LINEAR
 from backend.core.errors import BrightRunError
 from backend.jobs import service as jobs
 from backend.training import catalogs
@@ -246,7 +247,7 @@ def _number(name: str) -> None:
 
 
 def _module_options(current: list[str]) -> list[str]:
-    return list(catalogs.ALL_LINEAR) + [m for m in current if m not in catalogs.ALL_LINEAR]
+    return list(ALL_LINEAR) + [m for m in current if m not in ALL_LINEAR]
 
 
 def advanced_settings() -> dict[str, Any]:
@@ -393,7 +394,7 @@ def _split_keys(dataset_id: str) -> SplitKeys:
 @st.cache_data(max_entries=512, show_spinner=False)
 def held_out(dataset_id: str, fraction: float) -> tuple[int, int]:
     """(conversations, assistant pairs) the trainer holds out for validation at ``fraction``:
-    exactly ``backend.training.data.load_split``'s split (``plan.held_out_indices``). Raises what
+    exactly ``backend.datasets.formats.load_split``'s split (``plan.held_out_indices``). Raises what
     reading the file raises."""
     from backend.training.plan import held_out_indices
 

@@ -1,5 +1,5 @@
 """The Models page's *Evaluate* tab: score this model on any ready dataset as a Ray job
-(``backend/evaluations.py``: base vs adapter loss, greedy answers scored with ROUGE-L, exact match
+(``backend/evaluations/service.py``: base vs adapter loss, greedy answers scored with ROUGE-L, exact match
 and key fact), its evaluations (status, figures, cancel, JSONL download) and, per dataset, every
 model evaluated on it (comparable on one test set)."""
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui.widgets import literal, show_error
-from backend import evaluations as ev
 from backend.core.errors import BrightRunError
 from backend.datasets import service as datasets
+from backend.evaluations import service as ev
 
 
 def _fmt(v) -> str:

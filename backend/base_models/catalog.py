@@ -1,4 +1,4 @@
-"""The base-model catalog as a user sees it: known models (``catalog/models.json``) joined with what
+"""The base-model catalog as a user sees it: known models (``models.json``, :mod:`backend.base_models.specs`) joined with what
 is installed under ``$BRIGHTRUN_HOME/base-models`` — for ``brightrun base-models list`` and Configure.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backend.base_models import install as bmi
+from backend.base_models.specs import get_model, list_models
 from backend.base_models.tiny_model import TINY_MODEL_ID, tiny_model_path
-from backend.training.catalogs import get_model, list_models
 
 __all__ = ["BaseModelInfo", "folder_size", "install_model", "list_base_models", "model_label",
            "params_text", "size_text"]

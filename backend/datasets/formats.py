@@ -8,12 +8,15 @@ Nothing here does I/O except reading the file object handed to :func:`iter_conve
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import orjson
 
 from backend.core.errors import InvalidInput
+from backend.training.data import local_path
+from backend.training.plan import held_out_indices
 
 V4 = "brightrun_lora_v4"
 V3 = "brightrun_lora_v3"
@@ -367,3 +370,22 @@ def iter_conversations(fileobj: BinaryIO, fmt: str | None = None
         if line_fmt is None:
             raise InvalidInput(f"line {line_no}: no known dataset format", code="unknown_format")
         yield line_no, normalise(obj, line_fmt, line_no)
+
+
+def load_split(source: str | os.PathLike | BinaryIO, fraction: float = 0.1, seed: int = 0
+               ) -> tuple[list, list]:
+    """Read a dataset (path, ``file://`` URL or binary file object) and split it into
+    ``(train, validation)`` conversations, file order kept: exactly the conversations
+    :func:`backend.training.plan.held_out_indices` holds out (round(fraction × n), at least 1
+    when n ≥ 2).
+
+    Raises InvalidInput for unreadable lines (see :func:`iter_conversations`) or a bad
+    fraction, FileNotFoundError when the path does not exist.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        with open(local_path(source, "dataset"), "rb") as fh:
+            return load_split(fh, fraction, seed)
+    convs = [conv for _, conv in iter_conversations(source)]
+    held = held_out_indices([c.conversation_id for c in convs], fraction, seed)
+    return ([c for i, c in enumerate(convs) if i not in held],
+            [c for i, c in enumerate(convs) if i in held])

@@ -345,7 +345,7 @@ class ModelExport(Base):
 
 class Evaluation(Base):
     """A trained adapter scored on a ready dataset by the Ray job ``ray_jobs.evaluate_model``
-    (``backend/evaluations.py``): mean assistant-token loss of the base model (adapter disabled)
+    (``backend/evaluations/service.py``): mean assistant-token loss of the base model (adapter disabled)
     and of the adapter, and greedy answers of both to each conversation up to ``max_answers``,
     scored against the reference. ``answers`` and the figures are written once, at completion."""
     __tablename__ = "evaluations"

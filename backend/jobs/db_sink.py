@@ -1,4 +1,4 @@
-"""DbSink: the ProgressSink (ray_jobs/driver/sinks.py) that writes a running job's progress to the database
+"""DbSink: the ProgressSink (ray_jobs/worker/sinks.py) that writes a running job's progress to the database
 through backend.jobs.progress. Lives on rank 0 of the training run."""
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from backend.base_models.specs import resolve_model
 from backend.core.access import check_owner
 from backend.core.errors import BrightRunError, InvalidInput, NotFound
 from backend.core.schemas import UserInfo
@@ -15,7 +16,6 @@ from backend.db.session import session_scope
 from backend.training.catalogs import (
     from_preset,
     get_hardware,
-    resolve_model,
     storage_price_per_gb_month,  # noqa: F401 (re-exported)
 )
 from backend.training.config import TrainingConfig, apply_overrides

@@ -134,7 +134,7 @@ def submit_job(job_id: str) -> str | None:
         if gpu.get("local_cluster") != local:  # the cluster setting changed since create_job
             row.gpu_config = gpu = {**gpu, "local_cluster": local}
     # the driver trains itself (one CPU worker) or forks the ranks (CPU workers on a local
-    # cluster): it is scheduled with the CPUs they use (ray_jobs.driver.runtime)
+    # cluster): it is scheduled with the CPUs they use (ray_jobs.worker.runtime)
     workers = int(gpu.get("num_workers") or 1)
     kind = runtime_kind(workers, bool(gpu.get("use_gpu")), local)
     try:

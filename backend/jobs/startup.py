@@ -1,4 +1,4 @@
-"""A job's start-up timeline: the phases its Ray job logged while starting (``ray_jobs.driver.startup``),
+"""A job's start-up timeline: the phases its Ray job logged while starting (``ray_jobs.worker.startup``),
 measured from the moment the job was created, read back for the Monitor and ``jobs show``."""
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from backend.training.catalogs import HardwareEntry, ModelSpec
+from backend.base_models.specs import ModelSpec
+from backend.training.catalogs import HardwareEntry
 
 SIMILAR_SIZE_FACTOR = 2.0         # calibration uses jobs on models within 2x of this size
 

@@ -19,7 +19,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import unquote, urlparse
 
 from backend.core.errors import InvalidInput
@@ -261,27 +261,6 @@ def collate(encoded_list: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
         labels[row, :n] = torch.tensor(enc.labels, dtype=torch.long)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def load_split(source: str | os.PathLike | BinaryIO, fraction: float = 0.1, seed: int = 0
-               ) -> tuple[list, list]:
-    """Read a dataset (path, ``file://`` URL or binary file object) and split it into
-    ``(train, validation)`` conversations, file order kept: exactly the conversations
-    :func:`backend.training.plan.held_out_indices` holds out (round(fraction × n), at least 1
-    when n ≥ 2).
-
-    Raises InvalidInput for unreadable lines (see ``formats.iter_conversations``) or a bad
-    fraction, FileNotFoundError when the path does not exist.
-    """
-    from backend.datasets.formats import iter_conversations
-
-    if isinstance(source, (str, os.PathLike)):
-        with open(local_path(source, "dataset"), "rb") as fh:
-            return load_split(fh, fraction, seed)
-    convs = [conv for _, conv in iter_conversations(source)]
-    held = held_out_indices([c.conversation_id for c in convs], fraction, seed)
-    return ([c for i, c in enumerate(convs) if i not in held],
-            [c for i, c in enumerate(convs) if i in held])
 
 
 def local_path(source: str | os.PathLike, what: str = "path") -> Path:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from backend.base_models.specs import ALL_LINEAR, ModelSpec
 from backend.core.errors import InvalidInput
 from backend.training.calibration import (  # noqa: F401
     SIMILAR_SIZE_FACTOR,
@@ -20,7 +21,7 @@ from backend.training.calibration import (  # noqa: F401
     startup_seconds,
     step_overhead,
 )
-from backend.training.catalogs import ALL_LINEAR, HardwareEntry, ModelSpec, storage_cost
+from backend.training.catalogs import HardwareEntry, storage_cost
 from backend.training.config import TrainingConfig
 from backend.training.plan import TrainPlan, approximate_plan
 

@@ -1,5 +1,5 @@
 """Which runtime a training job trains with, decided before it is submitted (the service reserves
-the driver's CPUs with it) and again by the job itself (``ray_jobs.driver.runtime``): pure logic.
+the driver's CPUs with it) and again by the job itself (``ray_jobs.worker.runtime``): pure logic.
 
 - ``in_driver``: one CPU worker, trained by the job's driver itself;
 - ``local_group``: N CPU ranks forked by the driver on a local cluster (one machine);

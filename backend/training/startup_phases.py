@@ -1,4 +1,4 @@
-"""The start-up phases of a training job, in order: logged by the job (``ray_jobs.driver.startup``),
+"""The start-up phases of a training job, in order: logged by the job (``ray_jobs.worker.startup``),
 read back for the Monitor's timeline (``backend.jobs.startup``)."""
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from backend.base_models.specs import ALL_LINEAR
 from backend.core.errors import InvalidInput
-from backend.training.catalogs import ALL_LINEAR
 
 ALL_LINEAR_WORD = "all-linear"
 LLAMA_STYLE = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",

@@ -8,7 +8,7 @@ The ranks form a gloo process group on 127.0.0.1 (a free port per attempt), run 
 each (what a 1-CPU Ray worker gets; the service reserves ``workers`` CPUs for the driver) and run
 :func:`ray_jobs.worker.loop.train_loop_per_worker` with a :class:`LocalGroupRuntime`: the same
 contract as Ray Train's — ``report`` is a barrier, rank 0 persists checkpoints exactly like
-:class:`~ray_jobs.driver.runtime.InProcessRuntime` (same layout, complete marker, local or S3), every rank
+:class:`~ray_jobs.worker.runtime.InProcessRuntime` (same layout, complete marker, local or S3), every rank
 resumes from the newest complete one, ``prepare_model`` wraps the model in DDP.
 
 Why fork (not spawn/forkserver): the point is to inherit the imports already done. What the parent
@@ -39,7 +39,7 @@ import traceback
 from typing import Any
 
 from backend.core.errors import BrightRunError
-from ray_jobs.driver.runtime import InProcessRuntime
+from ray_jobs.worker.runtime import InProcessRuntime
 
 STOP_WAIT_S = 5.0  # how long a rank may take to exit after SIGTERM before it is SIGKILLed
 PR_SET_PDEATHSIG = 1

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from backend.core.errors import BrightRunError, InvalidInput
-from ray_jobs.driver.runtime import TEST_WORKER_RESOURCE_VAR  # noqa: F401 (tests import it here)
-from ray_jobs.driver.sinks import ProgressSink, make_sink
 from ray_jobs.worker.loop import TrainConfig, train_loop_per_worker
+from ray_jobs.worker.runtime import TEST_WORKER_RESOURCE_VAR  # noqa: F401 (tests import it here)
+from ray_jobs.worker.sinks import ProgressSink, make_sink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,11 +120,11 @@ def connect_ray(address: str | None) -> bool:
 
 def train(recipe: Recipe):
     """Run the ``TorchTrainer`` — or the same loop in this process (one CPU worker), or in
-    processes forked by it (CPU workers on a local cluster): :func:`ray_jobs.driver.runtime.runtime_kind`
+    processes forked by it (CPU workers on a local cluster): :func:`ray_jobs.worker.runtime.runtime_kind`
     — and return Ray's ``Result`` (or an :class:`InProcessResult`). Raises ray's
     TrainingFailedError (or the loop's last error) when the workers failed more than
     ``max_failures`` times."""
-    from ray_jobs.driver.runtime import runtime_kind
+    from ray_jobs.worker.runtime import runtime_kind
 
     kind = "ray_train" if recipe.ray_train else runtime_kind(recipe.workers, recipe.use_gpu,
                                                              recipe.local_cluster)
@@ -196,7 +196,7 @@ def train_in_process(recipe: Recipe) -> InProcessResult:
     newest checkpoint, at most ``max_failures`` times."""
     import torch
 
-    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.worker.runtime import InProcessRuntime
 
     torch.set_num_threads(1)
     _log(recipe, "info", "1 CPU worker: training in this process (no Ray Train worker group)")
@@ -234,7 +234,7 @@ def train_local_group(recipe: Recipe) -> InProcessResult:
     when the Ray job is stopped (SIGTERM)."""
     from backend.base_models.registry import resolve_base_model
     from ray_jobs.driver.local_group import RankFailed, run_group, warm_imports
-    from ray_jobs.driver.runtime import InProcessRuntime
+    from ray_jobs.worker.runtime import InProcessRuntime
 
     try:
         model_path = str(resolve_base_model(recipe.config.base_model, recipe.home))
@@ -280,7 +280,7 @@ def _stopped(*_: Any) -> None:
 
 
 def _phase(recipe: Recipe, name: str, **meta: Any) -> None:
-    from ray_jobs.driver.startup import phase
+    from ray_jobs.worker.startup import phase
 
     sink = make_sink(recipe.sink_spec)
     phase(sink, name, **meta)

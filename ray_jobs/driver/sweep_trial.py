@@ -1,11 +1,11 @@
 """One trial of a sweep, in its Ray Tune trial process: the trial's training job run like any job
 (``ray_jobs.driver.train_job.run_job``, one CPU worker in this process) with the sink kind
-``tune`` (:class:`ray_jobs.driver.tune_sink.TuneSink`)."""
+``tune`` (:class:`ray_jobs.worker.tune_sink.TuneSink`)."""
 from __future__ import annotations
 
 from typing import Any
 
-from ray_jobs.driver.tune_sink import METRIC  # noqa: F401 (the sweep's metric)
+from ray_jobs.worker.tune_sink import METRIC  # noqa: F401 (the sweep's metric)
 
 
 def run_trial(config: dict[str, Any]) -> None:

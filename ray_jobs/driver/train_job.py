@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 
 from backend.core.errors import BrightRunError
-from ray_jobs.driver.startup import phase
+from ray_jobs.worker.startup import phase
 
 
 def recipe_for_job(job_id: str, fail_at_step: int | None = None, sink_kind: str = "db"):

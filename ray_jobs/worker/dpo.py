@@ -28,9 +28,9 @@ from backend.training.dpo import (
     pair_stats,
     policy_and_reference_logps,
 )
-from ray_jobs.driver.sinks import utc_now
-from ray_jobs.driver.startup import phase
 from ray_jobs.worker.checkpoints import save_checkpoint
+from ray_jobs.worker.sinks import utc_now
+from ray_jobs.worker.startup import phase
 from ray_jobs.worker.state import Run, allreduce
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from backend.training.data import IGNORE_INDEX, collate, make_batches
-from ray_jobs.driver.sinks import utc_now
 from ray_jobs.worker.checkpoints import elapsed
 from ray_jobs.worker.losses import trained_loss_sum
+from ray_jobs.worker.sinks import utc_now
 from ray_jobs.worker.state import Run, allreduce
 
 SAMPLES_BUDGET = 0.10  # most of a run's time the evaluation samples may take (between the ends)

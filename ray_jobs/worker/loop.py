@@ -8,7 +8,7 @@
   the configured object store (every worker reads it);
 - ``output``: local folder (or ``file://`` URL) for the final adapter + tokenizer (rank 0 writes);
   may be empty with ``upload_prefix``: rank 0 then uses a temporary folder of its own node;
-- ``sink``: sink spec for :func:`ray_jobs.driver.sinks.make_sink` (rank 0 only; default print);
+- ``sink``: sink spec for :func:`ray_jobs.worker.sinks.make_sink` (rank 0 only; default print);
 - ``home``: BrightRun home for the tiny model (default ``$BRIGHTRUN_HOME``);
 - ``checkpoint_root``: where Ray persists checkpoints (only used to report checkpoint URIs);
 - ``metrics_every_steps`` / ``metrics_every_s`` / ``metrics_min_interval_s``: how often buffered
@@ -40,19 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.errors import InvalidInput
+from backend.datasets.formats import load_split
 from backend.training.data import (
     IGNORE_INDEX,
     collate,
     encode_and_plan,
-    load_split,
     local_path,
     make_batches,
     padding_efficiency,
     shard_batches,
 )
-from ray_jobs.driver.runtime import RayTrainRuntime
-from ray_jobs.driver.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
-from ray_jobs.driver.startup import phase
 from ray_jobs.worker import dpo
 from ray_jobs.worker.adapter_card import write_adapter_card
 from ray_jobs.worker.checkpoints import elapsed, reseed, restore, save_checkpoint
@@ -66,6 +63,9 @@ from ray_jobs.worker.evaluation import (
 )
 from ray_jobs.worker.losses import install_row_selection, token_loss_sum, trained_loss_sum  # noqa: F401
 from ray_jobs.worker.precision import attention_in_use
+from ray_jobs.worker.runtime import RayTrainRuntime
+from ray_jobs.worker.sinks import MetricBuffer, NullSink, ProgressSink, make_sink, utc_now
+from ray_jobs.worker.startup import phase
 from ray_jobs.worker.state import Run as _Run
 from ray_jobs.worker.state import TrainConfig, allreduce
 
@@ -78,9 +78,9 @@ def train_loop_per_worker(loop_config: dict[str, Any], runtime: Any = None
 
     Returns the result dict on rank 0 and None elsewhere. Raises InvalidInput for a bad config,
     base model or dataset; any training error is logged to the sink by rank 0 and re-raised so
-    Ray can retry from the last checkpoint. ``runtime`` (``ray_jobs.driver.runtime``) is where the
+    Ray can retry from the last checkpoint. ``runtime`` (``ray_jobs.worker.runtime``) is where the
     Ray Train calls go: Ray Train when omitted (a TorchTrainer worker), or the driver's own
-    :class:`~ray_jobs.driver.runtime.InProcessRuntime`.
+    :class:`~ray_jobs.worker.runtime.InProcessRuntime`.
     """
     loop_started = time.time()
     rt = runtime or RayTrainRuntime()

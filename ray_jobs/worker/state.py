@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from backend.training.config import TrainingConfig
-from ray_jobs.driver.runtime import RayTrainRuntime
-from ray_jobs.driver.sinks import MetricBuffer, ProgressSink
+from ray_jobs.worker.runtime import RayTrainRuntime
+from ray_jobs.worker.sinks import MetricBuffer, ProgressSink
 
 
 class TrainConfig(TrainingConfig):
@@ -53,7 +53,7 @@ class Run:
     train_started: float = 0.0
     elapsed_before: float = 0.0  # seconds spent by earlier attempts (restored from a checkpoint)
     start_step: int = 0
-    rt: Any = field(default_factory=RayTrainRuntime)  # or ray_jobs.driver.runtime.InProcessRuntime
+    rt: Any = field(default_factory=RayTrainRuntime)  # or ray_jobs.worker.runtime.InProcessRuntime
     precision: Any = None  # ray_jobs.worker.precision.Precision: device, dtypes, checkpointing
     gpu: Any = None  # ray_jobs.worker.gpu_metrics.GpuMonitor (inactive on CPU)
     gpu_final: dict[str, Any] = field(default_factory=dict)  # every worker's GPU figures at the end

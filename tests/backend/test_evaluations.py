@@ -1,4 +1,4 @@
-"""Evaluations (``backend/evaluations.py``, ``ray_jobs/evaluate_model.py``) without Ray: the
+"""Evaluations (``backend/evaluations/service.py``, ``ray_jobs/evaluate_model.py``) without Ray: the
 evaluation job run in this process on the tiny model with a real (random) LoRA adapter; bad input
 refused in one line with no row; cancel; the reconciler failing an evaluation whose Ray job is
 gone; JSONL; ``models show --json``; comparison on one dataset."""
@@ -10,11 +10,11 @@ import pytest
 from rouge_score import rouge_scorer
 from sqlalchemy import func, select
 
-from backend import evaluations as ev
 from backend.cli import main
 from backend.core.errors import InvalidInput, NotFound
 from backend.db.models import Evaluation
 from backend.db.session import session_scope
+from backend.evaluations import service as ev
 from backend.storage import get_object_store
 from ray_jobs import evaluate_model
 from tests.pages.conftest import make_dataset
@@ -165,7 +165,7 @@ def test_cancel_and_reconcile(actor, model, monkeypatch):
 
     import backend.cluster.gateway as gw
     monkeypatch.setattr(gw, "get_gateway", lambda: Gone())
-    from backend.jobs.reconciler import reconcile_all
+    from backend.reconciler import reconcile_all
     assert reconcile_all() >= 1
     out = ev.get_evaluation(actor, b["id"])
     assert out["status"] == "failed" and "brightrun-evaluate-dead failed: exit 137" in \

@@ -8,9 +8,9 @@ import time
 import pytest
 from rouge_score import rouge_scorer
 
-from backend import evaluations as ev
 from backend.accounts.users import ensure_local_user
 from backend.cli import main
+from backend.evaluations import service as ev
 from tests.backend.test_evaluations import THREE
 from tests.fixtures.paths import SAMPLE_DATA
 

@@ -47,7 +47,8 @@ def _val_loss(base: str, adapter: Path, max_seq_length: int) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training.data import encode_conversation, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import encode_conversation
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter))
     model.eval()

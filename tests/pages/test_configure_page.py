@@ -220,7 +220,7 @@ def test_split_caption_follows_the_validation_fraction(actor, monkeypatch):
     import io
 
     from backend.datasets import service as datasets
-    from backend.training.data import load_split
+    from backend.datasets.formats import load_split
 
     reads = []
     real_open = datasets.open_dataset

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from backend import evaluations as ev
+from backend.evaluations import service as ev
 from tests.backend.test_evaluations import THREE
 from tests.pages.conftest import make_dataset, open_app, texts
 from tests.pages.job_helpers import finished_job

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from backend.core.errors import InvalidInput
-from ray_jobs.driver.runtime import InProcessRuntime
-from ray_jobs.driver.sinks import CollectingSink
+from ray_jobs.worker.runtime import InProcessRuntime
+from ray_jobs.worker.sinks import CollectingSink
 from tests.fixtures.paths import REPO
 
 DEMO = REPO / "examples" / "preference-demo.jsonl"

@@ -120,9 +120,9 @@ def test_within_budget(spent, last, elapsed, budget, expected):
 def test_the_loop_keeps_samples_within_their_budget_but_always_samples_both_ends(tmp_path):
     import torch
 
-    from ray_jobs.driver.runtime import InProcessRuntime
-    from ray_jobs.driver.sinks import CollectingSink
     from ray_jobs.worker.loop import train_loop_per_worker
+    from ray_jobs.worker.runtime import InProcessRuntime
+    from ray_jobs.worker.sinks import CollectingSink
     from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
     sink = CollectingSink()

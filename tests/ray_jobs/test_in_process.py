@@ -1,4 +1,4 @@
-"""One CPU worker trains in the job's own process (ray_jobs.driver.runtime.InProcessRuntime): same
+"""One CPU worker trains in the job's own process (ray_jobs.worker.runtime.InProcessRuntime): same
 results as Ray Train, checkpoints where Ray Train keeps them, retry from the newest checkpoint."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.driver.runtime import COMPLETE_MARKER, InProcessRuntime
-from ray_jobs.driver.sinks import CollectingSink
 from ray_jobs.train_lora import main
+from ray_jobs.worker.runtime import COMPLETE_MARKER, InProcessRuntime
+from ray_jobs.worker.sinks import CollectingSink
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _fit_local, _split_seed
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from ray_jobs.driver.local_group import RankFailed, run_group
-from ray_jobs.driver.runtime import (
+from ray_jobs.train_lora import main
+from ray_jobs.worker.runtime import (
     COMPLETE_MARKER,
     TEST_WORKER_RESOURCE_VAR,
     InProcessRuntime,
     driver_cpus,
     runtime_kind,
 )
-from ray_jobs.train_lora import main
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from ray_jobs.driver.sinks import CollectingSink
 from ray_jobs.worker import precision
 from ray_jobs.worker.gpu_metrics import GpuMonitor, pack, point_fields, unpack
+from ray_jobs.worker.sinks import CollectingSink
 from tests.fixtures.paths import REPO
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
@@ -50,8 +50,8 @@ def test_a_cpu_job_on_a_host_that_reports_cuda_trains_fp32_on_cpu(tmp_path, monk
                                                                    brightrun_home):
     import torch
 
-    from ray_jobs.driver.runtime import InProcessRuntime
     from ray_jobs.worker.loop import train_loop_per_worker
+    from ray_jobs.worker.runtime import InProcessRuntime
 
     monkeypatch.setattr(precision, "cuda_available", lambda: True)  # the host "has" a GPU
     seen = {}
@@ -87,7 +87,8 @@ def _loss_and_grads(model_dir, checkpointing: bool):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training.data import collate, encode_all, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import collate, encode_all
     from ray_jobs.worker.losses import install_row_selection, trained_loss_sum
 
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from backend.training.data import encode_all, load_split
+from backend.datasets.formats import load_split
+from backend.training.data import encode_all
 from ray_jobs.driver.recipe import Recipe, train_in_process
-from ray_jobs.driver.sinks import CollectingSink
+from ray_jobs.worker.sinks import CollectingSink
 from ray_jobs.worker.state import TrainConfig
 from tests.fixtures.paths import REPO
 

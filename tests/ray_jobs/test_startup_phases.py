@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ray_jobs.driver.runtime import InProcessRuntime
-from ray_jobs.driver.sinks import CollectingSink
-from ray_jobs.driver.startup import PHASES, phase
+from ray_jobs.worker.runtime import InProcessRuntime
+from ray_jobs.worker.sinks import CollectingSink
+from ray_jobs.worker.startup import PHASES, phase
 from tests.ray_jobs.test_train_lora import FAST, SAMPLE_V4, _split_seed
 
 

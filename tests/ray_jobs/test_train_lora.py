@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from backend.core.errors import InvalidInput
-from ray_jobs.driver.sinks import (
+from ray_jobs.train_lora import main
+from ray_jobs.worker.loop import TrainConfig, lr_lambda
+from ray_jobs.worker.sinks import (
     METRIC_FIELDS,
     CollectingSink,
     JsonLinesSink,
@@ -20,8 +22,6 @@ from ray_jobs.driver.sinks import (
     ProgressSink,
     make_sink,
 )
-from ray_jobs.train_lora import main
-from ray_jobs.worker.loop import TrainConfig, lr_lambda
 from tests.fixtures.paths import SAMPLE_DATA
 
 SAMPLE_V4 = str(SAMPLE_DATA / "sample-v4.jsonl")
@@ -39,7 +39,7 @@ def offline(monkeypatch):
 
 def _split_seed(fraction: float = 0.3) -> int:
     """A validation seed that holds out 1-2 of the 5 sample conversations."""
-    from backend.training.data import load_split
+    from backend.datasets.formats import load_split
 
     for seed in range(50):
         train, val = load_split(SAMPLE_V4, fraction, seed)
@@ -255,7 +255,8 @@ def _validation_loss(base: str, adapter: Path, fraction: float, seed: int,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.training.data import encode_conversation, load_split
+    from backend.datasets.formats import load_split
+    from backend.training.data import encode_conversation
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter))
     model.eval()

@@ -9,10 +9,10 @@ import stat
 
 import pytest
 
+from backend import reconciler
 from backend.cluster.gateway import job_spec, secrets_file_path, write_secrets_file
 from backend.core.config import dashboard_bind, is_loopback_address, load_settings
 from backend.core.errors import ConfigError
-from backend.jobs import reconciler
 from backend.jobs.capacity import job_needs, missing_resources
 
 SECRETS = {"BRIGHTRUN_S3_SECRET_KEY": "s3-secret-value", "BRIGHTRUN_SECRET_KEY": "signing-key-value",

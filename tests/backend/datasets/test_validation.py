@@ -451,7 +451,7 @@ def test_validation_pairs_are_the_trainers_exact_split():
         assert len(held_out_indices(ids, fraction, 0)) == held
         assert validate(data, validation_fraction=fraction).stats.validation_pairs == expected
     # the trainer's load_split holds out exactly those conversations
-    from backend.training.data import load_split
+    from backend.datasets.formats import load_split
     train, val = load_split(io.BytesIO(data.encode() if isinstance(data, str) else data), 0.1)
     assert len(val) == 200 and {c.conversation_id for c in val} == {
         ids[i] for i in held_out_indices(ids, 0.1, 0)}

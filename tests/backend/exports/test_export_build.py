@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from backend.core.errors import InvalidInput
-from backend.exports.build import build_export, check_request
 from backend.datasets.formats import Conversation
-from backend.exports.modelfile import (TEMPLATES, render_modelfile, template_family,
-                                     training_system_prompt)
+from backend.exports.build import build_export, check_request
+from backend.exports.modelfile import TEMPLATES, render_modelfile, template_family, training_system_prompt
 from backend.exports.vllm import serve_command, vllm_problems
 from tests.backend.exports.helpers import greedy, logits, make_adapter, peft_model, prompt_ids
 

@@ -15,7 +15,7 @@ from backend.datasets import service as ds
 from backend.jobs import progress as jp
 from backend.jobs import service as jobs
 from backend.jobs.startup import job_startup, timeline
-from ray_jobs.driver.startup import PHASES
+from ray_jobs.worker.startup import PHASES
 from tests.fixtures.paths import SAMPLE_DATA
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -12,9 +12,9 @@ import pytest
 from backend.base_models import install as bmi
 from backend.base_models.catalog import install_model, list_base_models, model_label
 from backend.base_models.registry import default_base_model, resolve_base_model
+from backend.base_models.specs import InstallSource, get_model, model_spec_from_hf_config
 from backend.cli import main as cli
 from backend.core.errors import InvalidInput, NotFound
-from backend.training.catalogs import InstallSource, get_model, model_spec_from_hf_config
 from tests.fixtures.paths import REPO
 
 SMOLLM = "smollm2-135m-instruct"

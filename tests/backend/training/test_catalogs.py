@@ -7,21 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from backend.base_models.specs import (
+    get_model,
+    list_models,
+    load_models,
+    model_spec_from_hf_config,
+    resolve_model,
+)
+from backend.core.catalog_files import CatalogError
 from backend.core.errors import InvalidInput, NotFound
 from backend.training import catalogs
 from backend.training.catalogs import (
-    CatalogError,
     get_hardware,
-    get_model,
     get_preset,
     list_hardware,
-    list_models,
     list_presets,
     load_hardware,
-    load_models,
     load_presets,
-    model_spec_from_hf_config,
-    resolve_model,
 )
 from backend.training.config import TrainingConfig
 

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from backend.base_models.specs import get_model
 from backend.core.errors import InvalidInput
-from backend.training.catalogs import HardwareEntry, Pricing, get_hardware, get_model
+from backend.training.catalogs import HardwareEntry, Pricing, get_hardware
 from backend.training.config import TrainingConfig
 from backend.training.estimation import (
     GIB,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.training.catalogs import get_hardware, get_model
+from backend.base_models.specs import get_model
+from backend.training.catalogs import get_hardware
 from backend.training.estimation import GIB, checkpointing_decision, estimate, vram
 from backend.training.memory_check import last_memory_check, memory_check
 from tests.backend.training.test_estimation import MISTRAL, TINY, cfg, stats

@@ -10,12 +10,12 @@ import pytest
 
 from backend.base_models.tiny_model import ensure_tiny_model
 from backend.core.errors import InvalidInput
+from backend.datasets.formats import load_split
 from backend.training.config import TrainingConfig
 from backend.training.data import (
     IGNORE_INDEX,
     encode_and_plan,
     encode_conversation,
-    load_split,
     make_batches,
     shard_batches,
 )

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from backend.base_models.specs import ALL_LINEAR
 from backend.core.errors import InvalidInput
-from backend.training.catalogs import ALL_LINEAR
 from backend.training.target_modules import check_target_modules, local_module_names, model_module_names
 
 LLAMA = frozenset(ALL_LINEAR)

@@ -9,7 +9,7 @@ import pytest
 
 from backend.base_models.tiny_model import ensure_tiny_model
 from backend.core.errors import InvalidInput
-from backend.datasets.formats import iter_conversations
+from backend.datasets.formats import iter_conversations, load_split
 from backend.training.data import (
     FALLBACK_CHAT_TEMPLATE,
     GROUP_BATCHES,
@@ -19,7 +19,6 @@ from backend.training.data import (
     encode_all,
     encode_conversation,
     ensure_chat_template,
-    load_split,
     make_batches,
     padding_efficiency,
     shard_batches,

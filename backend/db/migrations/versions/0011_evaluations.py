@@ -5,7 +5,7 @@ Revision ID: 0011_evaluations
 Revises: 0009_exports
 Create Date: 2026-12-07 03:40:00
 
-Written by backend/evaluations.py (the Ray job ray_jobs/evaluate_model.py reports through it).
+Written by backend/evaluations/service.py (the Ray job ray_jobs/evaluate_model.py reports through it).
 """
 import sqlalchemy as sa
 from alembic import op

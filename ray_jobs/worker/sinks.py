@@ -8,7 +8,7 @@ unpicklable crosses the Ray boundary:
 - ``{"kind": "jsonl", "path": "/tmp/run.jsonl"}`` — the same lines appended to a file;
 - ``{"kind": "db", "job_id": "…"}`` — ``backend.jobs.db_sink.DbSink(**spec)`` (imported lazily);
 - ``{"kind": "tune", "job_id": "…"}`` — a sweep trial's ``DbSink`` that also reports validation
-  losses to Ray Tune (``ray_jobs.driver.tune_sink.TuneSink``);
+  losses to Ray Tune (``ray_jobs.worker.tune_sink.TuneSink``);
 - ``{"kind": "collect"}`` — an in-memory :class:`CollectingSink` (tests, single process only);
 - ``{"kind": "null"}`` — drops everything (what ranks other than 0 use).
 
@@ -203,7 +203,7 @@ def _db_sink(spec: dict[str, Any]) -> ProgressSink:
 
 
 def _tune_sink(spec: dict[str, Any]) -> ProgressSink:
-    from ray_jobs.driver.tune_sink import TuneSink  # a sweep's trial (ray_jobs/sweep.py)
+    from ray_jobs.worker.tune_sink import TuneSink  # a sweep's trial (ray_jobs/sweep.py)
 
     return TuneSink(**{k: v for k, v in spec.items() if k != "kind"})
 

@@ -17,7 +17,7 @@ def reconcile_all() -> int:
     how many changed."""
     from backend.datasets.service import reconcile_validations
     from backend.datasets.uploads import reconcile_uploads
-    from backend.evaluations import reconcile_evaluations
+    from backend.evaluations.service import reconcile_evaluations
     from backend.jobs.service import reconcile
     from backend.sweeps.service import reconcile_sweeps
 

@@ -83,3 +83,75 @@ def test_cancel_with_confirmation(actor):
     got = sweeps.get_sweep(actor, sw.id)
     assert got.status == "cancelled" and {t.status for t in got.trials} == {"cancelled"}
     assert "cancelled by" in texts(at)
+
+
+# ----- the New sweep form -------------------------------------------------------------------------
+def _count_sweeps() -> int:
+    from sqlalchemy import func, select
+
+    from backend.db.models import Sweep
+
+    with session_scope() as s:
+        return s.scalar(select(func.count()).select_from(Sweep))
+
+
+def _launched(monkeypatch) -> list[str]:
+    sent: list[str] = []
+    monkeypatch.setattr(sweeps, "submit_sweep", lambda sweep_id: sent.append(sweep_id))
+    return sent
+
+
+def test_new_sweep_shows_trials_and_cost_before_launch(actor, monkeypatch):
+    sent = _launched(monkeypatch)
+    make_dataset(actor, "ds")
+    at = open_app("sweeps")
+    assert not at.exception, at.exception
+    text = texts(at)
+    assert "No sweeps yet" in text
+    assert "6 trials · estimated $" in text  # 3 learning rates x 2 ranks, estimated, nothing stored
+    assert _count_sweeps() == 0
+    at.text_input(key="sweep_new_learning_rate").set_value("1e-4,1e-3").run()
+    at.text_input(key="sweep_new_num_epochs").set_value("2").run()
+    assert "4 trials · estimated $" in texts(at)
+    at.selectbox(key="sweep_new_scheduler").set_value("asha").run()
+    at.button(key="sweep_new_launch").click().run()
+    assert not at.exception, at.exception
+    assert _count_sweeps() == 1 and len(sent) == 1
+    sw = sweeps.get_sweep(actor, sent[0])
+    assert sw.trial_count == 4 and sw.scheduler == "asha" and sw.max_concurrent == 2
+    assert sorted(t.sweep_trial["params"]["num_epochs"] for t in sw.trials) == [2, 2, 2, 2]
+    assert at.query_params["sweep_id"] == sw.id
+
+
+def test_new_sweep_bad_value_is_refused_and_nothing_is_stored(actor, monkeypatch):
+    sent = _launched(monkeypatch)
+    make_dataset(actor, "ds")
+    at = open_app("sweeps")
+    at.text_input(key="sweep_new_learning_rate").set_value("1e-4,fast").run()
+    assert not at.exception, at.exception
+    assert at.error and "fast" in at.error[0].value and "not a valid float" in at.error[0].value
+    assert not [b for b in at.button if b.key == "sweep_new_launch"]
+    at.text_input(key="sweep_new_learning_rate").set_value("").run()
+    at.text_input(key="sweep_new_lora_r").set_value("").run()
+    assert "at least one setting" in texts(at)
+    assert _count_sweeps() == 0 and sent == []
+
+
+def test_new_sweep_over_budget_needs_confirmation(actor, monkeypatch):
+    from backend.accounts.users import set_budget
+
+    sent = _launched(monkeypatch)
+    from backend.costs import add_cost
+
+    make_dataset(actor, "ds")
+    set_budget(actor, actor.id, 1.0)
+    with session_scope() as s:  # local trials cost nothing: this month is already over the budget
+        add_cost(s, actor.id, "compute", 2.0)
+    at = open_app("sweeps")
+    assert "over your budget" in texts(at)
+    assert at.button(key="sweep_new_launch").disabled
+    at.checkbox(key="sweep_new_over_budget").check().run()
+    at.button(key="sweep_new_launch").click().run()
+    assert not at.exception, at.exception
+    assert _count_sweeps() == 1 and len(sent) == 1
+    assert sweeps.get_sweep(actor, sent[0]).budget_decision["confirmed_over_budget"] is True

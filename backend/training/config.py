@@ -34,7 +34,7 @@ MAX_EFFECTIVE_BATCH = 8192
 _NONE_WORDS = ("none", "null", "")
 
 # Thresholds for risky-value warnings (documented in docs/training-config.md).
-WARN_LR_HIGH = 1e-3
+WARN_LR_HIGH = 2e-3
 WARN_LR_LOW = 1e-6
 WARN_RANK_HIGH = 128
 WARN_EPOCHS_HIGH = 20
@@ -73,8 +73,8 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(
         2e-4, gt=0, le=0.1,
         description="Peak learning rate of AdamW after warmup. LoRA on small instruct models (under "
-                    "1 B parameters, e.g. SmolLM2-135M) trains well at 3e-4 to 1e-3, on 7 B+ models "
-                    "at 1e-4 to 3e-4; above 1e-3 training often diverges (loss spikes, NaN).")
+                    "1 B parameters, e.g. SmolLM2-135M) trains well at 5e-4 to 2e-3, on 7 B+ models "
+                    "at 1e-4 to 3e-4; above 2e-3 training often diverges (loss spikes, NaN).")
     batch_size: int = Field(
         8, ge=1, le=512,
         description="Conversations per forward/backward pass on each worker (per-device batch). "
@@ -233,7 +233,8 @@ class TrainingConfig(BaseModel):
         out: list[str] = []
         if self.learning_rate > WARN_LR_HIGH:
             out.append(f"learning_rate {self.learning_rate:g} is above {WARN_LR_HIGH:g}: LoRA training "
-                       "often diverges (loss spikes or NaN); 1e-4 to 3e-4 is typical")
+                       "often diverges (loss spikes or NaN); 5e-4 to 2e-3 suits models under 1 B, "
+                       "1e-4 to 3e-4 7 B+ models")
         if self.learning_rate < WARN_LR_LOW:
             out.append(f"learning_rate {self.learning_rate:g} is below {WARN_LR_LOW:g}: the adapter "
                        "will barely change")

@@ -109,7 +109,7 @@ def test_every_problem_reported_at_once():
 
 
 @pytest.mark.parametrize("values,kwargs,fragment", [
-    ({"learning_rate": 2e-3}, {}, "above 0.001"),
+    ({"learning_rate": 3e-3}, {}, "above 0.002"),
     ({"learning_rate": 1e-7}, {}, "barely change"),
     ({"lora_alpha": 8, "lora_rank": 16}, {}, "alpha/rank < 1"),
     ({"lora_rank": 256, "lora_alpha": 512}, {}, "lora_rank 256 is above 128"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.ui.job_widgets import fmt_duration
 from app.ui.widgets import handled, literal
 from backend.costs import money_text
 from backend.datasets import service as datasets
@@ -32,7 +33,8 @@ def _plan_line(plan: dict) -> str:
     line = (f"{len(trials)} trials · estimated {money_text(plan['cost'])} in all "
             f"({money_text(min(t['estimate']['cost']['total'] for t in trials))}–"
             f"{money_text(max(t['estimate']['cost']['total'] for t in trials))} each) · "
-            f"{plan['evaluations']} evaluations per trial")
+            f"{plan['evaluations']} evaluations per trial · "
+            f"{fmt_duration(sum(t['estimate']['duration_s'] for t in trials))} of training in all")
     if budget.get("budget") is not None:
         line += (f" · this month {money_text(budget['month_spend'])} → "
                  f"{money_text(budget['projected'])} of your {money_text(budget['budget'])} budget")

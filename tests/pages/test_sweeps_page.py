@@ -109,6 +109,7 @@ def test_new_sweep_shows_trials_and_cost_before_launch(actor, monkeypatch):
     text = texts(at)
     assert "No sweeps yet" in text
     assert "6 trials · estimated $" in text  # 3 learning rates x 2 ranks, estimated, nothing stored
+    assert "of training in all" in text
     assert _count_sweeps() == 0
     at.text_input(key="sweep_new_learning_rate").set_value("1e-4,1e-3").run()
     at.text_input(key="sweep_new_num_epochs").set_value("2").run()

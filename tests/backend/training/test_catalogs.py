@@ -33,11 +33,11 @@ ALL_LINEAR = ATTENTION + ["gate_proj", "up_proj", "down_proj"]
 TUNED_PRESETS = {
     "conservative": dict(learning_rate=0.0005, batch_size=8, num_epochs=3, lora_rank=8, lora_alpha=16,
                          lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
-    "balanced": dict(learning_rate=0.002, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
+    "balanced": dict(learning_rate=0.001, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
                      lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
     "aggressive": dict(learning_rate=0.001, batch_size=8, num_epochs=8, lora_rank=32, lora_alpha=64,
                        lora_dropout=0.05, warmup_ratio=0.1, weight_decay=0.0, target_modules=ALL_LINEAR),
-    "custom": dict(learning_rate=0.002, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
+    "custom": dict(learning_rate=0.001, batch_size=8, num_epochs=5, lora_rank=16, lora_alpha=32,
                    lora_dropout=0.05, target_modules=ALL_LINEAR),
 }
 # reference GPU_OPTIONS

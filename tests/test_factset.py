@@ -141,3 +141,28 @@ def test_evaluate_check_agrees_with_the_product(brightrun_home, tmp_path, tiny_m
     rc = check.main(["--evaluation-json", str(tmp_path / "eval.json"), "--base-model",
                      str(tiny_model_dir), "--adapter", str(adapter), "--dataset", str(three)])
     assert rc == 1
+
+
+def test_evaluate_check_marks_the_tokens_the_trainer_trains(tiny_model_dir):
+    """The check's assistant-token mask equals the trainer's labels on every line of the set, for
+    the tiny model ({% generation %} template) and, when cached, SmolLM2 (ChatML, no tags)."""
+    import os
+
+    import pytest
+    from transformers import AutoTokenizer
+
+    from backend.training.data import IGNORE_INDEX, encode_conversation
+
+    check = _check_module()
+    smollm = Path(os.environ.get("BRIGHTRUN_TEST_MODEL_HOME", "~/.cache/brightrun-test")
+                  ).expanduser() / "base-models" / "smollm2-135m-instruct"
+    folders = [tiny_model_dir] + ([smollm] if (smollm / "tokenizer.json").exists() else [])
+    for folder in folders:
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        for d in check.read_jsonl(TRAIN) + check.read_jsonl(HELDOUT):
+            turns = check.turns_of(d)
+            ids, mask = check.assistant_ids(tok, turns, 2048)
+            enc = encode_conversation(tok, turns, 2048)
+            assert ids == enc.input_ids and mask == [x != IGNORE_INDEX for x in enc.labels]
+    if len(folders) == 1:
+        pytest.skip("SmolLM2 not cached: checked the tiny model only")

@@ -26,13 +26,6 @@ FORMATS = ("brightrun_lora_v4", "brightrun_lora_v3", "openai_chat", "sharegpt", 
 SORTS = {"created_at": Dataset.created_at, "name": Dataset.name, "file_size": Dataset.file_size,
          "total_tokens": Dataset.total_tokens, "status": Dataset.status}
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".txt")
-MISSING_GRACE_S = 60.0  # a job Ray does not know yet right after submission is not "vanished"
-
-
-def age_s(ts) -> float:
-    from datetime import timezone
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return (utcnow() - ts).total_seconds()
 
 
 def _check_meta(name: str, description: str | None, fmt: str | None) -> str:
@@ -296,6 +289,7 @@ def reconcile_validations() -> int:
     """Mark ``validating`` datasets whose Ray job ended without a result (failed, stopped, vanished)
     as ``error`` with the reason. Returns how many were fixed. (What dead uploads left is removed
     by :func:`backend.datasets.uploads.reconcile_uploads`, run by ``brightrun reconcile``.)"""
+    from backend.cluster.ended import has_ended
     from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:
@@ -308,9 +302,7 @@ def reconcile_validations() -> int:
             st = get_gateway().status(sub)
         except BrightRunError:
             continue
-        if st == "MISSING" and age_s(updated) < MISSING_GRACE_S:
-            continue  # just submitted: Ray may not list it yet
-        if st in ("FAILED", "STOPPED", "MISSING", "SUCCEEDED"):
+        if has_ended({"status": st}, updated):
             before = fixed
             _finish_error(dataset_id, f"the validation job ended ({st}) without a result")
             fixed = before + 1

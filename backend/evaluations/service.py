@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ANSWERS = 64
 MAX_ANSWERS_LIMIT = 1000
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-NEVER_SUBMITTED_GRACE_S = 300.0
 ACTIVE = ("queued", "running")
 
 
@@ -280,8 +279,7 @@ def reconcile_evaluations() -> int:
     """Active evaluations whose Ray job is not running them become failed with the reason (the
     Ray job failed, was stopped, vanished, or ended without reporting; or it was never
     submitted). Returns how many changed."""
-    from backend.cluster.gateway import get_gateway
-    from backend.datasets.service import MISSING_GRACE_S, age_s
+    from backend.cluster.ended import ended_info, ended_reason, never_submitted
 
     with session_scope() as s:
         active = [(r.id, r.external_job_id, r.updated_at, r.created_at) for r in s.scalars(
@@ -289,23 +287,11 @@ def reconcile_evaluations() -> int:
     changed = 0
     for evaluation_id, sub, updated, created in active:
         if sub is None:
-            if age_s(created) > NEVER_SUBMITTED_GRACE_S:
+            if never_submitted(created):
                 changed += fail_evaluation(evaluation_id, "the evaluation was never submitted "
                                                           "to Ray; start it again")
             continue
-        try:
-            info = get_gateway().info(sub)
-        except BrightRunError as exc:
-            log.warning("reconcile: cannot ask Ray about %s: %s", sub, exc)
-            continue
-        status = info.get("status")
-        if status in ("PENDING", "RUNNING"):
-            continue
-        if status == "MISSING" and age_s(updated) < MISSING_GRACE_S:
-            continue
-        what = {"SUCCEEDED": "ended without reporting a result", "STOPPED": "was stopped",
-                "FAILED": "failed", "MISSING": "no longer exists"}.get(status, f"is {status}")
-        msg = (info.get("message") or "").strip().splitlines()[-1:] or [""]
-        changed += fail_evaluation(evaluation_id, f"the Ray job {sub} {what}"
-                                   + (f": {msg[0]}" if msg[0] else ""))
+        info = ended_info(sub, updated)
+        if info is not None:
+            changed += fail_evaluation(evaluation_id, ended_reason(sub, info))
     return changed

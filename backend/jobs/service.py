@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 from sqlalchemy import func, select
 
+from backend.cluster.ended import age_s, ended_reason, has_ended, never_submitted, ray_info
 from backend.core import states
 from backend.core.access import check_owner, scope
 from backend.core.config import get_settings
@@ -16,7 +17,6 @@ from backend.core.errors import BrightRunError, BudgetExceeded, InvalidInput
 from backend.core.pagination import Page, clamp_page
 from backend.core.schemas import CheckpointInfo, JobInfo, JobLogInfo, MetricsPointInfo, UserInfo
 from backend.costs import money_text
-from backend.datasets.service import MISSING_GRACE_S, age_s
 from backend.db.models import Checkpoint, Dataset, JobLog, ModelArtifact, TrainingJob, utcnow
 from backend.db.session import session_scope
 from backend.jobs.estimates import build_config, estimate_for_dataset
@@ -310,16 +310,14 @@ def job_checkpoints(actor: UserInfo, job_id: str) -> list[CheckpointInfo]:
             select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step))]
 
 
-NEVER_SUBMITTED_GRACE_S = 300.0  # a queued job with no Ray job this long after creation was lost
 
 
 def reconcile() -> int:
     """Active jobs whose Ray job is not running them become terminal, with the reason: the Ray job
     failed, was stopped or vanished (failed; cancelled when stopped on purpose stays cancelled),
-    the job was never submitted (queued without a Ray job for ``NEVER_SUBMITTED_GRACE_S``), or it
+    the job was never submitted (queued without a Ray job for ``backend.cluster.ended.NEVER_SUBMITTED_GRACE_S``), or it
     has waited ``BRIGHTRUN_MISSING_RESOURCE_WAIT_S`` for resources the cluster does not have (its
     Ray job is stopped). Returns how many changed."""
-    from backend.cluster.gateway import get_gateway
     from backend.jobs.progress import fail_job
 
     with session_scope() as s:
@@ -331,26 +329,20 @@ def reconcile() -> int:
     changed = 0
     for job_id, sub, updated, created, status, gpu in active:
         if sub is None:
-            if status == "queued" and age_s(created) > NEVER_SUBMITTED_GRACE_S:
+            if status == "queued" and never_submitted(created):
                 changed += fail_job(job_id, "the job was never submitted to Ray (the process "
                                             "creating it ended first); create it again")
             continue
-        try:
-            info = get_gateway().info(sub)
-        except BrightRunError as exc:
-            log.warning("reconcile: cannot ask Ray about %s: %s", sub, exc)
+        info = ray_info(sub)
+        if info is None:
             continue
-        ray_status = info.get("status")
-        if ray_status in ("PENDING", "RUNNING"):
+        if info.get("status") in ("PENDING", "RUNNING"):
             why = _waits_for_missing_resources(status, created, gpu)
             if why and fail_job(job_id, why):
                 changed += 1
                 _stop_quietly(sub)
             continue
-        if ray_status == "MISSING" and age_s(updated) < MISSING_GRACE_S:
-            continue  # just submitted: Ray may not list it yet
-        reason = ray_reason(sub, info)
-        if fail_job(job_id, reason):
+        if has_ended(info, updated) and fail_job(job_id, ended_reason(sub, info)):
             changed += 1
     return changed
 
@@ -378,19 +370,3 @@ def _stop_quietly(sub: str) -> None:
         log.warning("reconcile: could not stop Ray job %s: %s", sub, exc)
 
 
-def ray_reason(sub: str, info: dict) -> str:
-    from backend.cluster.gateway import get_gateway
-
-    status = info.get("status")
-    if status == "MISSING":
-        return f"the Ray job {sub} no longer exists (cluster restarted or job purged)"
-    msg = (info.get("message") or "").strip()
-    tail = ""
-    try:
-        lines = [ln for ln in get_gateway().logs(sub).splitlines() if ln.strip()]
-        tail = "\n".join(lines[-5:])
-    except BrightRunError:
-        pass
-    what = {"SUCCEEDED": "ended without reporting completion", "STOPPED": "was stopped",
-            "FAILED": "failed"}.get(status, f"is {status}")
-    return f"the Ray job {sub} {what}: {msg}" + (f"\nlast log lines:\n{tail}" if tail else "")

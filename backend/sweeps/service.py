@@ -252,9 +252,7 @@ def reconcile_sweeps() -> int:
     """Active sweeps whose Ray job is not running them end ``failed`` with the reason, and so does
     every trial they left active (a sweep never submitted: after the jobs' grace). Returns how
     many sweeps changed."""
-    from backend.cluster.gateway import get_gateway
-    from backend.datasets.service import MISSING_GRACE_S, age_s
-    from backend.jobs.service import NEVER_SUBMITTED_GRACE_S, ray_reason
+    from backend.cluster.ended import ended_info, ended_reason, never_submitted
 
     with session_scope() as s:
         active = [(r.id, r.external_job_id, r.updated_at, r.created_at) for r in s.scalars(
@@ -262,19 +260,11 @@ def reconcile_sweeps() -> int:
     changed = 0
     for sweep_id, sub, updated, created in active:
         if sub is None:
-            if age_s(created) > NEVER_SUBMITTED_GRACE_S:
+            if never_submitted(created):
                 changed += fail_sweep(sweep_id, "the sweep was never submitted to Ray (the "
                                                 "process creating it ended first)")
             continue
-        try:
-            info = get_gateway().info(sub)
-        except BrightRunError as exc:
-            log.warning("reconcile: cannot ask Ray about %s: %s", sub, exc)
-            continue
-        status = info.get("status")
-        if status in ("PENDING", "RUNNING"):
-            continue
-        if status == "MISSING" and age_s(updated) < MISSING_GRACE_S:
-            continue
-        changed += fail_sweep(sweep_id, ray_reason(sub, info))
+        info = ended_info(sub, updated)
+        if info is not None:
+            changed += fail_sweep(sweep_id, ended_reason(sub, info))
     return changed

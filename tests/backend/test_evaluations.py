@@ -163,13 +163,16 @@ def test_cancel_and_reconcile(actor, model, monkeypatch):
         def info(self, sub):
             return {"status": "FAILED", "message": "driver died\nexit 137"}
 
+        def logs(self, sub):
+            return "loading\nKilled"
+
     import backend.cluster.gateway as gw
     monkeypatch.setattr(gw, "get_gateway", lambda: Gone())
     from backend.reconciler import reconcile_all
     assert reconcile_all() >= 1
     out = ev.get_evaluation(actor, b["id"])
-    assert out["status"] == "failed" and "brightrun-evaluate-dead failed: exit 137" in \
-        out["error_message"]
+    assert out["status"] == "failed" and "brightrun-evaluate-dead failed: driver died" in \
+        out["error_message"] and "Killed" in out["error_message"]  # as a job's: backend.cluster.ended
     assert not ev.list_evaluations(actor, status="running")
 
 

@@ -4,7 +4,9 @@ Rating (documented in docs/training.md, "Quality rating"):
 - reference = the **base model's validation loss** (measured before the first step, the loss
   chart's step 0); runs that did not record it (older runs) fall back to the first training loss
 - reduction = (reference − final validation loss) / reference
-- gap = (final validation loss − final training loss) / final training loss  (overfitting signal)
+- gap = (final validation loss − final training loss) / reference  (overfitting signal, as a share
+  of where the run started: a training loss near zero — the facts memorised — does not by itself
+  make a run "poor" when its validation loss fell a lot too)
 - excellent: reduction ≥ 0.25 and gap ≤ 0.10
 - good:      reduction ≥ 0.10 and gap ≤ 0.25
 - fair:      reduction ≥ 0.03 and gap ≤ 0.50
@@ -51,7 +53,7 @@ def convergence_rating(reference_loss: float | None, final_train_loss: float | N
     reduction = loss_reduction(reference_loss, final_val_loss)
     if reduction is None or not _finite(final_train_loss):
         return "poor"
-    gap = (final_val_loss - final_train_loss) / max(final_train_loss, 1e-9)
+    gap = (final_val_loss - final_train_loss) / reference_loss
     for rating, min_reduction, max_gap in THRESHOLDS:
         if reduction >= min_reduction and gap <= max_gap:
             return rating

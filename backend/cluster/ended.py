@@ -69,3 +69,16 @@ def ended_reason(sub: str, info: dict) -> str:
     what = {"SUCCEEDED": "ended without reporting completion", "STOPPED": "was stopped",
             "FAILED": "failed"}.get(status, f"is {status}")
     return f"the Ray job {sub} {what}: {msg}" + (f"\nlast log lines:\n{tail}" if tail else "")
+
+
+def stop_quietly(sub: str | None) -> None:
+    """Ask Ray to stop submission ``sub`` (cancel, or a job that can never start); a failure is
+    logged, never raised: the row is already ended and the reconciler tells the rest."""
+    from backend.cluster.gateway import get_gateway
+
+    if not sub:
+        return
+    try:
+        get_gateway().stop(sub)
+    except BrightRunError as exc:
+        log.warning("could not stop Ray job %s: %s", sub, exc)

@@ -19,6 +19,7 @@ import logging
 
 from sqlalchemy import select
 
+from backend.cluster.ended import stop_quietly
 from backend.core import states
 from backend.core.access import check_owner, scope
 from backend.core.config import get_settings
@@ -198,7 +199,6 @@ def submit_evaluation(evaluation_id: str) -> str | None:
 def cancel_evaluation(actor: UserInfo, evaluation_id: str) -> dict:
     """Stop the evaluation's Ray job and mark it cancelled (its answers are not kept). Raises
     NotFound, InvalidTransition (already ended)."""
-    from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:
         row = _row(s, actor, evaluation_id)
@@ -206,11 +206,7 @@ def cancel_evaluation(actor: UserInfo, evaluation_id: str) -> dict:
         row.status, row.completed_at = "cancelled", utcnow()
         row.error_message = f"cancelled by {actor.email}"
         sub = row.external_job_id
-    if sub:
-        try:
-            get_gateway().stop(sub)
-        except BrightRunError as exc:
-            log.warning("could not stop Ray job %s: %s", sub, exc)
+    stop_quietly(sub)
     return get_evaluation(actor, evaluation_id)
 
 

@@ -9,7 +9,14 @@ from collections import OrderedDict
 
 from sqlalchemy import func, select
 
-from backend.cluster.ended import age_s, ended_reason, has_ended, never_submitted, ray_info
+from backend.cluster.ended import (
+    age_s,
+    ended_reason,
+    has_ended,
+    never_submitted,
+    ray_info,
+    stop_quietly,
+)
 from backend.core import states
 from backend.core.access import check_owner, scope
 from backend.core.config import get_settings
@@ -193,7 +200,6 @@ def job_counts(actor: UserInfo) -> dict[str, int]:
 def cancel_job(actor: UserInfo, job_id: str) -> JobInfo:
     """Stop the Ray job and mark the job cancelled. Raises NotFound, InvalidTransition (already
     ended)."""
-    from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:
         row = _row(s, actor, job_id)
@@ -203,11 +209,7 @@ def cancel_job(actor: UserInfo, job_id: str) -> JobInfo:
         row.error_message = f"cancelled by {actor.email}"
         s.add(JobLog(job_id=job_id, level="WARNING", message=f"cancelled by {actor.email}"))
         sub = row.external_job_id
-    if sub:
-        try:
-            get_gateway().stop(sub)
-        except BrightRunError as exc:
-            log.warning("could not stop Ray job %s: %s", sub, exc)
+    stop_quietly(sub)
     return get_job(actor, job_id)
 
 
@@ -340,7 +342,7 @@ def reconcile() -> int:
             why = _waits_for_missing_resources(status, created, gpu)
             if why and fail_job(job_id, why):
                 changed += 1
-                _stop_quietly(sub)
+                stop_quietly(sub)
             continue
         if has_ended(info, updated) and fail_job(job_id, ended_reason(sub, info)):
             changed += 1
@@ -359,14 +361,5 @@ def _waits_for_missing_resources(status: str, created, gpu: dict) -> str | None:
     needs = job_needs(bool(gpu.get("use_gpu")), int(gpu.get("num_workers") or 1))
     why = missing_resources(needs, totals) if totals else None
     return f"{why} (waited {wait_s:g} s; BRIGHTRUN_MISSING_RESOURCE_WAIT_S)" if why else None
-
-
-def _stop_quietly(sub: str) -> None:
-    from backend.cluster.gateway import get_gateway
-
-    try:
-        get_gateway().stop(sub)
-    except BrightRunError as exc:
-        log.warning("reconcile: could not stop Ray job %s: %s", sub, exc)
 
 

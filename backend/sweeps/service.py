@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import func, select
 
+from backend.cluster.ended import stop_quietly
 from backend.core import states
 from backend.core.access import check_owner, scope
 from backend.core.errors import BrightRunError, BudgetExceeded, InvalidInput
@@ -205,7 +206,6 @@ def list_sweeps(actor: UserInfo, *, status: str | None = None, page: int = 1,
 def cancel_sweep(actor: UserInfo, sweep_id: str) -> SweepInfo:
     """Mark the sweep and every trial still active cancelled, then stop the sweep's Ray job (its
     Tune trials with it). Raises NotFound, InvalidTransition (already ended)."""
-    from backend.cluster.gateway import get_gateway
 
     with session_scope() as s:
         row = _row(s, actor, sweep_id)
@@ -220,11 +220,7 @@ def cancel_sweep(actor: UserInfo, sweep_id: str) -> SweepInfo:
             s.add(JobLog(job_id=job.id, level="WARNING",
                          message=f"sweep cancelled by {actor.email}"))
         sub = row.external_job_id
-    if sub:
-        try:
-            get_gateway().stop(sub)
-        except BrightRunError as exc:
-            log.warning("could not stop Ray job %s: %s", sub, exc)
+    stop_quietly(sub)
     return get_sweep(actor, sweep_id)
 
 

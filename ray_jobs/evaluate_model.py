@@ -10,7 +10,7 @@ as the trainer encodes them (``backend.training.data.encode_all``, the model's m
 length); the base model is loaded as training loads it and the adapter from the object store with
 ``PeftModel.from_pretrained``; the mean assistant-token loss is computed with the adapter disabled
 (the base model) and enabled (as ``ray_jobs/worker/evaluation.evaluate``: ``make_batches``,
-``collate``, ``trained_loss_sum``); the first ``max_answers`` conversations with an assistant turn
+``eval_loss_totals``, as validation loss); the first ``max_answers`` conversations with an assistant turn
 after a user turn are answered greedily by both (``ray_jobs/worker/samples``: ``choose_prompts``,
 ``render``, ``generate``). Everything is stored at once (``complete_evaluation``, which scores the
 answers); any error marks the evaluation failed with a one-line reason. Exit status: 0 done or
@@ -27,8 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
-from backend.training.data import IGNORE_INDEX, collate, encode_all, make_batches
-from ray_jobs.worker.losses import install_row_selection, trained_loss_sum
+from backend.training.data import encode_all, make_batches
+from ray_jobs.worker.losses import eval_loss_totals, install_row_selection
 
 GENERATE_BATCH = 8  # prompts answered in one left-padded batch
 
@@ -37,20 +37,13 @@ def mean_loss(model, encoded: list, batch_size: int, pad_id: int, *, adapter: bo
               ) -> float | None:
     """Mean next-token loss over the assistant tokens of ``encoded`` (the PEFT ``model`` with its
     adapter, or disabled: the base model); None when there is no trained token."""
-    import torch
-
     if not encoded:
         return None
     model.eval()
-    total, count = 0.0, 0
     ctx = contextlib.nullcontext() if adapter else model.disable_adapter()
-    device = next(model.parameters()).device
-    with torch.no_grad(), ctx:
-        for indices in make_batches(encoded, batch_size, 0, 0):
-            batch = collate([encoded[i] for i in indices], pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            total += float(trained_loss_sum(model, model, batch))
-            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    with ctx:
+        total, count = eval_loss_totals(model, encoded, make_batches(encoded, batch_size, 0, 0),
+                                        pad_id, next(model.parameters()).device)
     return total / count if count else None
 
 

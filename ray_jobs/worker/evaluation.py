@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from backend.training.data import IGNORE_INDEX, collate, make_batches
+from backend.training.data import make_batches
 from ray_jobs.worker.checkpoints import elapsed
-from ray_jobs.worker.losses import trained_loss_sum
+from ray_jobs.worker.losses import eval_loss_totals
 from ray_jobs.worker.sinks import utc_now
 from ray_jobs.worker.state import Run, allreduce
 
@@ -16,19 +16,12 @@ SAMPLES_BUDGET = 0.10  # most of a run's time the evaluation samples may take (b
 
 def evaluate(run: Run) -> float | None:
     """Mean token loss over the assistant tokens of the whole validation split (all workers)."""
-    import torch
-
     if not run.val:
         return None
     batches = make_batches(run.val, run.cfg.batch_size, 0, 0)[run.rank::run.world]
     run.inner.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for indices in batches:
-            batch = collate([run.val[i] for i in indices], run.tokenizer.pad_token_id)
-            batch = {key: value.to(run.device) for key, value in batch.items()}
-            total += float(trained_loss_sum(run.inner, run.inner, batch))
-            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    total, count = eval_loss_totals(run.inner, run.val, batches, run.tokenizer.pad_token_id,
+                                    run.device)
     run.inner.train()
     total, count = allreduce([total, float(count)])
     return total / count if count else None

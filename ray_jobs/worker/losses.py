@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.training.data import IGNORE_INDEX
+from backend.training.data import IGNORE_INDEX, collate
 
 
 def token_loss_sum(logits, labels):
@@ -55,3 +55,19 @@ def trained_loss_sum(model, inner, batch: dict[str, Any]):
     if logits.dim() == 3:  # the architecture did not call its output layer as a module
         return token_loss_sum(logits, labels)
     return F.cross_entropy(logits.float(), labels[:, 1:][rows[:, :-1]], reduction="sum")
+
+
+def eval_loss_totals(model, examples: list, batches: list, pad_id: int, device) -> tuple[float, int]:
+    """``(summed next-token loss, trained-token count)`` of ``model`` over ``batches`` (index lists
+    into the encoded ``examples``), without gradients: what validation loss (every worker's share,
+    then all-reduced) and an evaluation's loss (``ray_jobs.evaluate_model``) divide."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for indices in batches:
+            batch = collate([examples[i] for i in indices], pad_id)
+            batch = {key: value.to(device) for key, value in batch.items()}
+            total += float(trained_loss_sum(model, model, batch))
+            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    return total, count

@@ -12,7 +12,6 @@ from backend.evaluations import service as ev
 from tests.backend.test_evaluations import THREE
 from tests.pages.conftest import make_dataset, open_app, texts
 from tests.pages.job_helpers import finished_job
-from tests.pages.test_models_costs_pages import media  # noqa: F401
 
 
 @pytest.fixture

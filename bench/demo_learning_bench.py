@@ -4,10 +4,10 @@ loss and key facts stated, base model → adapter, by recipe.
     python bench/demo_learning_bench.py tune --base-model PATH [--set key=value ...]
     python bench/demo_learning_bench.py report --base-model PATH [--preset balanced]
 
-``tune`` chooses a recipe on a *validation* split that is not the reported one: the demo without
-its 12 probe conversations, split by the product's rule with seed 1 (``validation_split_seed``
-semantics of ``backend.training.plan.held_out_indices``), evaluated at every epoch; pick the epoch
-count and learning rate there. ``report`` runs the preset on the demo as the product does (the
+``tune`` chooses a recipe on a *validation* split that is not the reported one: the demo's
+teaching conversations with its 30 tuning probes held out (``make_demo_v6.build(tuning=True)``,
+questions in other words than the reported probes, which it leaves out), evaluated at every epoch;
+pick the epoch count and learning rate there. ``report`` runs the preset on the demo as the product does (the
 default split holds out exactly the probes, which ask taught facts in new words) and prints the
 figures the product shows: held-out loss base → final, the key facts stated (``scoring.contains_fact``
 through ``backend.jobs.samples.scores``), ROUGE-L, and the run's time.
@@ -30,19 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DEMO = ROOT / "examples" / "demo-support-v5.jsonl"
+DEMO = ROOT / "examples" / "demo-support-v6.jsonl"
 OUT = ROOT / "bench" / "out"
 
 
 def tuning_file() -> Path:
-    """The demo without its probes, ids re-keyed so that the product's split (seed 0) picks a
-    different, seeded-by-1 set: the file's ids are prefixed ``v1:``."""
-    rows = [json.loads(line) for line in DEMO.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if not r["metadata"].get("probe")]
-    for r in rows:
-        r["conversation_id"] = "v1:" + r["conversation_id"]
-    path = OUT / "demo-v5-tuning.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """The demo's teaching conversations with its 30 *tuning* probes (other words than the
+    reported probes, which are left out): ``make_demo_v6.build(tuning=True)``; hold them out with
+    ``validation_fraction`` = ``TUNING_FRACTION``."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import make_demo_v6
+
+    path = OUT / "demo-v6-tuning.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_demo_v6.build(tuning=True)))
     return path
 
 
@@ -98,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
+    overrides = list(args.overrides)
+    if args.mode == "tune":
+        sys.path.insert(0, str(ROOT / "examples"))
+        from make_demo_v6 import TUNING_FRACTION
+
+        overrides.append(f"validation_fraction={TUNING_FRACTION}")
     config = build_config(args.preset, base_model=args.base_model,
-                          overrides=args.overrides).model_dump()
+                          overrides=overrides).model_dump()
     dataset = tuning_file() if args.mode == "tune" else DEMO
     print(f"# {time.strftime('%H:%M')} load {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores) "
           f"{args.mode} preset {args.preset} {args.overrides} threads {args.threads}", flush=True)

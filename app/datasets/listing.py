@@ -33,7 +33,7 @@ def example_path():
     """The example dataset shipped in examples/ (read at call time: tests move the root)."""
     import app.ui.widgets
 
-    return app.ui.widgets.ROOT / "examples" / "demo-support-v5.jsonl"
+    return app.ui.widgets.ROOT / "examples" / "demo-support-v6.jsonl"
 
 
 def flash(kind: str, text: str) -> None:

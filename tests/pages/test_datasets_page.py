@@ -254,7 +254,7 @@ def test_empty_state_loads_the_example(actor, no_ray, tmp_path, monkeypatch):
 
     at = open_app("datasets")
     assert "No datasets yet — upload one" in texts(at)
-    example = tmp_path / "root" / "examples" / "demo-support-v5.jsonl"
+    example = tmp_path / "root" / "examples" / "demo-support-v6.jsonl"
     example.parent.mkdir(parents=True)
     example.write_bytes(jsonl(5))
     monkeypatch.setattr(app.ui.widgets, "ROOT", tmp_path / "root")
@@ -263,7 +263,7 @@ def test_empty_state_loads_the_example(actor, no_ray, tmp_path, monkeypatch):
     at.button(key="datasets_load_example").click().run(timeout=TIMEOUT)
     assert not at.exception
     (d,) = datasets.list_datasets(actor).items
-    assert d.file_name == "demo-support-v5.jsonl" and no_ray == [d.id]
+    assert d.file_name == "demo-support-v6.jsonl" and no_ray == [d.id]
     assert "Loaded the example dataset" in texts(at)
 
 

@@ -32,15 +32,14 @@ if str(ROOT) not in sys.path:
 
 DEMO = ROOT / "examples" / "demo-support-v6.jsonl"
 OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT / "examples"))
+import make_demo_v6  # noqa: E402  (the demo's generator: its tuning probes and their fraction)
 
 
 def tuning_file() -> Path:
     """The demo's teaching conversations with its 30 *tuning* probes (other words than the
     reported probes, which are left out): ``make_demo_v6.build(tuning=True)``; hold them out with
     ``validation_fraction`` = ``TUNING_FRACTION``."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    import make_demo_v6
-
     path = OUT / "demo-v6-tuning.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in make_demo_v6.build(tuning=True)))
     return path
@@ -100,15 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     overrides = list(args.overrides)
     if args.mode == "tune":
-        sys.path.insert(0, str(ROOT / "examples"))
-        from make_demo_v6 import TUNING_FRACTION
-
-        overrides.append(f"validation_fraction={TUNING_FRACTION}")
+        overrides.append(f"validation_fraction={make_demo_v6.TUNING_FRACTION}")
     config = build_config(args.preset, base_model=args.base_model,
                           overrides=overrides).model_dump()
     dataset = tuning_file() if args.mode == "tune" else DEMO
     print(f"# {time.strftime('%H:%M')} load {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores) "
-          f"{args.mode} preset {args.preset} {args.overrides} threads {args.threads}", flush=True)
+          f"{args.mode} preset {args.preset} {overrides} threads {args.threads}", flush=True)
     row = run_once(config, dataset, OUT / "home")
     print(json.dumps(row, indent=1, ensure_ascii=False))
     print(f"# done {time.strftime('%H:%M')} load {os.getloadavg()[0]:.1f}")
